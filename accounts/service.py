@@ -1,0 +1,85 @@
+"""Accounts: register, log in, look users up. Passwords are hashed with Argon2id."""
+
+from dataclasses import dataclass
+
+from bson import ObjectId
+from email_validator import EmailNotValidError, validate_email
+from pymongo.errors import DuplicateKeyError
+
+from accounts.errors import EmailTaken, InvalidCredentials
+from accounts.passwords import Passwords
+from accounts.tokens import TokenService
+from flashsale.errors import InvalidInput
+from models import Role, User
+
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+EMAIL_MAX = 254
+
+
+@dataclass(frozen=True)
+class Session:
+    user: User
+    token: str
+
+
+def normalize_email(raw: str) -> str:
+    if len(raw) > EMAIL_MAX:
+        raise InvalidInput("email", f"must be at most {EMAIL_MAX} characters")
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise InvalidInput("email", str(exc)) from None
+
+
+def check_password(password: str) -> None:
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise InvalidInput(
+            "password", f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long"
+        )
+
+
+class AccountService:
+    def __init__(self, tokens: TokenService, passwords: Passwords) -> None:
+        self.tokens = tokens
+        self._passwords = passwords
+
+    async def register(self, email: str, password: str, role: Role = Role.CUSTOMER) -> Session:
+        """Create a user and log it in. Raises InvalidInput, or EmailTaken (also when two
+        registrations of one address race: the unique index decides)."""
+        address = normalize_email(email)
+        check_password(password)
+        user = User(email=address, password_hash=await self._passwords.hash(password), role=role)
+        try:
+            await user.insert()
+        except DuplicateKeyError:
+            raise EmailTaken(address) from None
+        return self._session(user)
+
+    async def login(self, email: str, password: str) -> Session:
+        """Raises InvalidCredentials for an unknown e-mail or a wrong password alike."""
+        try:
+            address = normalize_email(email)
+        except InvalidInput:
+            address = None
+        user = await User.find_one(User.email == address) if address else None
+        if not await self._passwords.verify(user.password_hash if user else None, password):
+            raise InvalidCredentials()
+        assert user is not None
+        return self._session(user)
+
+    async def get(self, user_id: ObjectId) -> User | None:
+        return await User.get(user_id)
+
+    async def ensure_user(self, email: str, password: str, role: Role) -> tuple[User, bool]:
+        """The user with this e-mail, created if missing (idempotent; used by the seed).
+        Returns (user, created)."""
+        try:
+            return (await self.register(email, password, role)).user, True
+        except EmailTaken:
+            user = await User.find_one(User.email == normalize_email(email))
+            assert user is not None
+            return user, False
+
+    def _session(self, user: User) -> Session:
+        assert user.id is not None
+        return Session(user=user, token=self.tokens.issue(user.id, user.role))

@@ -1,0 +1,35 @@
+from enum import StrEnum
+
+from bson import ObjectId
+
+
+class CatalogErrorCode(StrEnum):
+    PRODUCT_NOT_FOUND = "PRODUCT_NOT_FOUND"
+    STOCK_BELOW_COMMITTED = "STOCK_BELOW_COMMITTED"
+
+
+class CatalogError(Exception):
+    """An expected outcome of a catalog operation, reported in the mutation's payload."""
+
+    def __init__(self, code: CatalogErrorCode, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class ProductNotFound(CatalogError):
+    def __init__(self, product_id: ObjectId) -> None:
+        super().__init__(CatalogErrorCode.PRODUCT_NOT_FOUND, f"no product {product_id}", "id")
+        self.product_id = product_id
+
+
+class StockBelowCommitted(CatalogError):
+    def __init__(self, requested: int, committed: int) -> None:
+        super().__init__(
+            CatalogErrorCode.STOCK_BELOW_COMMITTED,
+            f"total stock {requested} is below the {committed} units already sold",
+            "totalStock",
+        )
+        self.requested = requested
+        self.committed = committed

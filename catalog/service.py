@@ -1,0 +1,180 @@
+"""The catalog: products, their stock and sale windows.
+
+Every change is one conditional MongoDB update, so concurrent admins and API processes never
+lose an update or push total stock below what is already sold.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from catalog import validation as rules
+from catalog.errors import ProductNotFound, StockBelowCommitted
+from catalog.validation import ProductDraft
+from flashsale.errors import InvalidInput
+from models import Product
+from models.common import utcnow
+
+PAGE_MAX = 100
+
+# Patchable field -> (its public name in errors, document field, validator, nullable).
+# Validators raise InvalidInput naming the public field.
+_PATCHABLE: dict[str, tuple[str, str, Any, bool]] = {
+    "name": ("name", "name", rules.check_name, False),
+    "description": ("description", "description", rules.check_description, False),
+    "price": ("price", "price_cents", rules.price_to_cents, False),
+    "total_stock": (
+        "totalStock",
+        "total_stock",
+        lambda v: rules.check_range("totalStock", v, 0, rules.STOCK_MAX),
+        False,
+    ),
+    "max_per_customer": (
+        "maxPerCustomer",
+        "max_per_customer",
+        lambda v: rules.check_range("maxPerCustomer", v, 1, rules.PER_CUSTOMER_MAX),
+        False,
+    ),
+    "hold_seconds": (
+        "holdSeconds",
+        "hold_seconds",
+        lambda v: rules.check_range(
+            "holdSeconds", v, rules.HOLD_SECONDS_MIN, rules.HOLD_SECONDS_MAX
+        ),
+        True,
+    ),
+    "sale_starts_at": (
+        "saleStartsAt",
+        "sale_starts_at",
+        lambda v: rules.check_instant("saleStartsAt", v),
+        True,
+    ),
+    "sale_ends_at": (
+        "saleEndsAt",
+        "sale_ends_at",
+        lambda v: rules.check_instant("saleEndsAt", v),
+        True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    products: list[Product]
+    has_next_page: bool
+
+
+def on_sale_filter(now: datetime, on_sale: bool) -> dict[str, Any]:
+    started = {"$or": [{"sale_starts_at": None}, {"sale_starts_at": {"$lte": now}}]}
+    not_ended = {"$or": [{"sale_ends_at": None}, {"sale_ends_at": {"$gt": now}}]}
+    if on_sale:
+        return {"$and": [started, not_ended]}
+    return {"$or": [{"sale_starts_at": {"$gt": now}}, {"sale_ends_at": {"$lte": now}}]}
+
+
+class CatalogService:
+    async def create(self, draft: ProductDraft) -> Product:
+        product = Product(
+            name=draft.name,
+            description=draft.description,
+            price_cents=draft.price_cents,
+            total_stock=draft.total_stock,
+            max_per_customer=draft.max_per_customer,
+            hold_seconds=draft.hold_seconds,
+            sale_starts_at=draft.sale_starts_at,
+            sale_ends_at=draft.sale_ends_at,
+        )
+        await product.insert()
+        return product
+
+    async def get(self, product_id: ObjectId) -> Product | None:
+        return await Product.get(product_id)
+
+    async def page(
+        self,
+        *,
+        first: int,
+        after: ObjectId | None = None,
+        on_sale: bool | None = None,
+        now: datetime | None = None,
+    ) -> ProductPage:
+        """Products in creation order (by id), `first` at a time after the cursor `after`."""
+        rules.check_range("first", first, 1, PAGE_MAX)
+        query = self.filter(on_sale=on_sale, now=now)
+        if after is not None:
+            query = {"$and": [query, {"_id": {"$gt": after}}]}
+        found = await Product.find(query).sort("_id").limit(first + 1).to_list()
+        return ProductPage(products=found[:first], has_next_page=len(found) > first)
+
+    async def count(self, *, on_sale: bool | None = None, now: datetime | None = None) -> int:
+        return await Product.find(self.filter(on_sale=on_sale, now=now)).count()
+
+    @staticmethod
+    def filter(*, on_sale: bool | None, now: datetime | None) -> dict[str, Any]:
+        return {} if on_sale is None else on_sale_filter(now or utcnow(), on_sale)
+
+    async def update(self, product_id: ObjectId, changes: dict[str, Any]) -> Product:
+        """Apply the given fields (absent means unchanged, None clears a nullable field) in
+        one conditional update. Total stock never drops below what is
+        sold, and the sale window stays ordered, even against concurrent changes."""
+        updates: dict[str, Any] = {}
+        for field, value in changes.items():
+            public_name, document_field, check, nullable = _PATCHABLE[field]
+            if value is None and not nullable:
+                raise InvalidInput(public_name, "must not be null")
+            updates[document_field] = None if value is None else check(value)
+        guards: list[dict[str, Any]] = [{"_id": product_id}]
+        if "total_stock" in updates:
+            guards.append({"sold": {"$lte": updates["total_stock"]}})
+        guards.extend(self._window_guards(updates))
+        updates["updated_at"] = utcnow()
+        document = await Product.get_pymongo_collection().find_one_and_update(
+            {"$and": guards}, {"$set": updates}, return_document=ReturnDocument.AFTER
+        )
+        if document is None:
+            await self._explain_refusal(product_id, updates)
+        return Product.model_validate(document)
+
+    async def restock(self, product_id: ObjectId, quantity: int) -> Product:
+        """Atomically add `quantity` units to the total stock."""
+        rules.check_range("quantity", quantity, 1, rules.STOCK_MAX)
+        document = await Product.get_pymongo_collection().find_one_and_update(
+            {"_id": product_id, "total_stock": {"$lte": rules.STOCK_MAX - quantity}},
+            {"$inc": {"total_stock": quantity}, "$set": {"updated_at": utcnow()}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            if await Product.get(product_id) is None:
+                raise ProductNotFound(product_id)
+            raise InvalidInput("quantity", f"total stock would exceed {rules.STOCK_MAX}")
+        return Product.model_validate(document)
+
+    @staticmethod
+    def _window_guards(updates: dict[str, Any]) -> list[dict[str, Any]]:
+        starts, ends = updates.get("sale_starts_at"), updates.get("sale_ends_at")
+        if "sale_starts_at" in updates and "sale_ends_at" in updates:
+            rules.check_window(starts, ends)
+            return []
+        if starts is not None:  # the stored end must stay after the new start
+            return [{"$or": [{"sale_ends_at": None}, {"sale_ends_at": {"$gt": starts}}]}]
+        if ends is not None:
+            return [{"$or": [{"sale_starts_at": None}, {"sale_starts_at": {"$lt": ends}}]}]
+        return []
+
+    @staticmethod
+    async def _explain_refusal(product_id: ObjectId, updates: dict[str, Any]) -> None:
+        current = await Product.get(product_id)
+        if current is None:
+            raise ProductNotFound(product_id)
+        if "total_stock" in updates and updates["total_stock"] < current.sold:
+            raise StockBelowCommitted(updates["total_stock"], current.sold)
+        field = "saleStartsAt" if "sale_starts_at" in updates else "saleEndsAt"
+        raise InvalidInput(field, "the sale must end after it starts")
+
+
+def price_of(product: Product) -> Decimal:
+    return rules.cents_to_price(product.price_cents)

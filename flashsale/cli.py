@@ -1,0 +1,134 @@
+"""The `flashsale` command: serve, seed, schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from flashsale.embedded import EmbeddedError, EmbeddedServers, running_endpoints, start_embedded
+from flashsale.settings import ConfigurationError, Settings, load_settings
+
+logger = logging.getLogger("flashsale")
+
+
+@contextlib.contextmanager
+def resolved_settings(settings: Settings, *, may_reuse: bool) -> Iterator[Settings]:
+    """Settings with MONGODB_URI and REDIS_URL filled in.
+
+    Unset ones are served by embedded servers under DATA_DIR: started here (and stopped on
+    exit), or, with `may_reuse`, those of a `flashsale serve` already running on that folder.
+    """
+    if settings.mongodb_uri and settings.redis_url:
+        yield settings
+        return
+    servers: EmbeddedServers | None = None
+    try:
+        servers = start_embedded(
+            settings.data_dir, redis=not settings.redis_url, mongo=not settings.mongodb_uri
+        )
+        endpoints = {"redis_url": servers.redis_url, "mongodb_uri": servers.mongodb_uri}
+    except EmbeddedError:
+        running = running_endpoints(settings.data_dir) if may_reuse else None
+        if running is None:
+            raise
+        endpoints = running
+    try:
+        yield settings.model_copy(
+            update={
+                "redis_url": settings.redis_url or endpoints["redis_url"],
+                "mongodb_uri": settings.mongodb_uri or endpoints["mongodb_uri"],
+            }
+        )
+    finally:
+        if servers is not None:
+            servers.stop()
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from seed.demo import seed_if_empty
+
+    with resolved_settings(settings, may_reuse=False) as live:
+        # Workers are separate processes: they read the endpoints from the environment.
+        os.environ["MONGODB_URI"] = str(live.mongodb_uri)
+        os.environ["REDIS_URL"] = str(live.redis_url)
+        if settings.mongodb_uri is None:
+            asyncio.run(seed_if_empty(live))
+        base = f"http://{args.host}:{args.port}"
+        print(f"flashsale: GraphQL API and GraphiQL at {base}/graphql", flush=True)  # noqa: T201
+        uvicorn.run(
+            "flashsale.asgi:create",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=settings.log_level.lower(),
+            proxy_headers=False,
+            ws="websockets",
+        )
+    return 0
+
+
+def _seed(args: argparse.Namespace, settings: Settings) -> int:
+    from seed.demo import run_seed
+
+    with resolved_settings(settings, may_reuse=True) as live:
+        report = asyncio.run(run_seed(live, orders=args.orders))
+    print(report.describe())  # noqa: T201
+    return 0
+
+
+def _schema(args: argparse.Namespace, settings: Settings) -> int:
+    from graphql_api.schema import sdl
+
+    sys.stdout.write(sdl())
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flashsale", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API (embedded servers by default)")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    serve.set_defaults(handler=_serve)
+
+    seed = commands.add_parser("seed", help="load demo data (safe to run twice)")
+    seed.add_argument(
+        "--orders", type=int, default=0, help="also add N historical orders over 30 days"
+    )
+    seed.set_defaults(handler=_seed)
+
+    schema = commands.add_parser("schema", help="print the GraphQL schema (SDL)")
+    schema.set_defaults(handler=_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        print(f"flashsale: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if getattr(args, "workers", 1) < 1 or getattr(args, "orders", 0) < 0:
+        print("flashsale: --workers must be >= 1 and --orders >= 0", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        return int(args.handler(args, settings))
+    except EmbeddedError as exc:
+        print(f"flashsale: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    except KeyboardInterrupt:
+        return 130

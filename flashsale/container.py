@@ -1,0 +1,69 @@
+"""The composition root: builds clients and services from settings, and closes them."""
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from beanie import init_beanie
+from pymongo import AsyncMongoClient
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from accounts.passwords import Passwords
+from accounts.service import AccountService
+from accounts.tokens import TokenService
+from catalog.service import CatalogService
+from flashsale.settings import Settings
+from models import DOCUMENT_MODELS
+
+READY_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    mongo: AsyncMongoClient  # type: ignore[type-arg]
+    redis: Redis
+    accounts: AccountService
+    catalog: CatalogService
+
+    async def readiness(self) -> dict[str, bool]:
+        """Whether Redis and MongoDB answer, each within a short timeout."""
+
+        async def check(probe: object) -> bool:
+            try:
+                await asyncio.wait_for(probe, READY_TIMEOUT_SECONDS)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - any failure means "not ready"
+                return False
+            return True
+
+        redis_ok, mongo_ok = await asyncio.gather(
+            check(self.redis.ping()), check(self.mongo.admin.command("ping"))
+        )
+        return {"redis": redis_ok, "mongodb": mongo_ok}
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        await self.mongo.close()
+
+
+async def build_services(settings: Settings) -> Services:
+    if settings.mongodb_uri is None or settings.redis_url is None:
+        raise ValueError("MONGODB_URI and REDIS_URL must be set (the CLI starts embedded ones)")
+    mongo: AsyncMongoClient = AsyncMongoClient(  # type: ignore[type-arg]
+        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5_000
+    )
+    await init_beanie(database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS)
+    redis = Redis(
+        connection_pool=BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=128, timeout=5, decode_responses=True
+        )
+    )
+    tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_seconds)
+    return Services(
+        settings=settings,
+        mongo=mongo,
+        redis=redis,
+        accounts=AccountService(tokens, Passwords()),
+        catalog=CatalogService(),
+    )

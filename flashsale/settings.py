@@ -1,0 +1,110 @@
+"""All configuration, from the environment (or a `.env` file), validated at start-up."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+EXAMPLE_JWT_SECRET = "dev-only-secret-change-me-in-production-0000"
+EXAMPLE_ADMIN_PASSWORD = "admin-password-change-me"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    environment: Environment = Environment.DEVELOPMENT
+
+    # Unset means "start the embedded server" (only `flashsale serve` / `seed` do that).
+    mongodb_uri: str | None = None
+    mongodb_db: str = Field(default="flashsale", pattern=r"^[A-Za-z0-9_-]{1,63}$")
+    redis_url: str | None = None
+    data_dir: Path = Path(".flashsale")
+
+    reservation_ttl_seconds: int = Field(default=600, ge=5, le=86_400)
+
+    jwt_secret: str = EXAMPLE_JWT_SECRET
+    jwt_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+
+    admin_email: str = "admin@flashsale.example"
+    admin_password: str = EXAMPLE_ADMIN_PASSWORD
+
+    graphiql_enabled: bool = True
+    introspection_enabled: bool = True
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("mongodb_uri", "redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("admin_email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        try:
+            return validate_email(value, check_deliverability=False).normalized.lower()
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongo_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @model_validator(mode="after")
+    def _no_example_secrets_in_production(self) -> Self:
+        if self.environment is Environment.PRODUCTION:
+            if self.jwt_secret == EXAMPLE_JWT_SECRET or len(self.jwt_secret) < 32:
+                raise ValueError(
+                    "JWT_SECRET: set a random secret of at least 32 characters in production"
+                )
+            if self.admin_password == EXAMPLE_ADMIN_PASSWORD:
+                raise ValueError("ADMIN_PASSWORD: the example password is refused in production")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.DEVELOPMENT
+
+
+class ConfigurationError(Exception):
+    """Bad configuration; the message names each offending environment variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            variable = "_".join(str(part) for part in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{variable}: {message}" if variable else message)
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,29 @@
+import strawberry
+from strawberry.types import Info
+
+from accounts.errors import AccountError
+from accounts.service import Session
+from graphql_api.accounts.types import AuthPayload, User
+from graphql_api.common import problem
+from graphql_api.context import Context
+
+
+def _payload(session: Session) -> AuthPayload:
+    return AuthPayload(token=session.token, user=User.from_document(session.user))
+
+
+@strawberry.type
+class AccountMutations:
+    @strawberry.mutation(description="Create a customer account and sign in.")
+    async def register(self, info: Info[Context, None], email: str, password: str) -> AuthPayload:
+        try:
+            return _payload(await info.context.services.accounts.register(email, password))
+        except AccountError as error:
+            return AuthPayload(errors=[problem(error)])
+
+    @strawberry.mutation(description="Sign in; returns a bearer token.")
+    async def login(self, info: Info[Context, None], email: str, password: str) -> AuthPayload:
+        try:
+            return _payload(await info.context.services.accounts.login(email, password))
+        except AccountError as error:
+            return AuthPayload(errors=[problem(error)])

@@ -1,0 +1,34 @@
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from graphql_api.common import Problem
+from models import Role as RoleValue
+from models import User as UserDocument
+
+Role = strawberry.enum(Enum("Role", {r.name: r.value for r in RoleValue}))  # type: ignore[misc]
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    email: str
+    role: Role  # type: ignore[valid-type]
+    created_at: datetime
+
+    @classmethod
+    def from_document(cls, user: UserDocument) -> "User":
+        return cls(
+            id=strawberry.ID(str(user.id)),
+            email=user.email,
+            role=Role(user.role.value),
+            created_at=user.created_at,
+        )
+
+
+@strawberry.type(description="A signed-in session: send the token as `Authorization: Bearer`.")
+class AuthPayload:
+    token: str | None = None
+    user: User | None = None
+    errors: list[Problem] = strawberry.field(default_factory=list)

@@ -1,0 +1,73 @@
+"""The FastAPI application: /graphql (HTTP and WebSocket), GraphiQL assets, health."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.requests import HTTPConnection
+from starlette.routing import Route, WebSocketRoute
+
+from flashsale.container import Services, build_services
+from flashsale.settings import Settings
+from graphql_api.graphiql import STATIC_DIR
+from graphql_api.http import GraphQLView
+from graphql_api.middleware import RequestGuard
+from graphql_api.schema import build_schema
+
+logger = logging.getLogger("flashsale")
+
+
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    """The application. With `services`, it uses them and leaves closing them to the
+    caller; without, it builds them from settings at start-up and closes them at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = services is None
+        app.state.services = services or await build_services(settings)
+        try:
+            yield
+        finally:
+            if own:
+                await app.state.services.close()
+
+    app = FastAPI(title="flashsale", lifespan=lifespan, docs_url=None, redoc_url=None)
+    if services is not None:
+        app.state.services = services
+
+    view = GraphQLView(
+        schema=build_schema(introspection=settings.introspection_enabled),
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        allowed_origins=settings.allowed_origins,
+    )
+    app.router.routes.append(Route("/graphql", view, methods=["GET", "POST"]))
+    app.router.routes.append(WebSocketRoute("/graphql", view))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(connection: HTTPConnection) -> JSONResponse:
+        checks = await connection.app.state.services.readiness()
+        ready = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+        )
+    app.add_middleware(RequestGuard, max_bytes=settings.max_request_bytes)
+    return app

@@ -1,0 +1,58 @@
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from catalog.errors import CatalogError
+from catalog.validation import ProductDraft
+from graphql_api.catalog.types import Product, ProductInput, ProductPayload, ProductUpdateInput
+from graphql_api.common import parse_id, problem
+from graphql_api.context import Context
+from graphql_api.permissions import IsAdmin
+
+
+def _given(update: ProductUpdateInput) -> dict[str, Any]:
+    """The fields the client sent (null included, omitted left out)."""
+    return {
+        name: value for name, value in vars(update).items() if value is not strawberry.UNSET
+    }
+
+
+@strawberry.type
+class CatalogMutations:
+    @strawberry.mutation(permission_classes=[IsAdmin], description="Admin: add a product.")
+    async def create_product(self, info: Info[Context, None], input: ProductInput) -> ProductPayload:
+        draft = ProductDraft.parse(
+            name=input.name,
+            price=input.price,
+            total_stock=input.total_stock,
+            description=input.description,
+            max_per_customer=input.max_per_customer,
+            hold_seconds=input.hold_seconds,
+            sale_starts_at=input.sale_starts_at,
+            sale_ends_at=input.sale_ends_at,
+        )
+        product = await info.context.services.catalog.create(draft)
+        return ProductPayload(product=Product.from_document(product))
+
+    @strawberry.mutation(permission_classes=[IsAdmin], description="Admin: change a product.")
+    async def update_product(
+        self, info: Info[Context, None], id: strawberry.ID, input: ProductUpdateInput
+    ) -> ProductPayload:
+        product_id = parse_id(id)
+        try:
+            product = await info.context.services.catalog.update(product_id, _given(input))
+        except CatalogError as error:
+            return ProductPayload(errors=[problem(error)])
+        return ProductPayload(product=Product.from_document(product))
+
+    @strawberry.mutation(permission_classes=[IsAdmin], description="Admin: add units to stock.")
+    async def restock(
+        self, info: Info[Context, None], id: strawberry.ID, quantity: int
+    ) -> ProductPayload:
+        product_id = parse_id(id)
+        try:
+            product = await info.context.services.catalog.restock(product_id, quantity)
+        except CatalogError as error:
+            return ProductPayload(errors=[problem(error)])
+        return ProductPayload(product=Product.from_document(product))

@@ -1,0 +1,117 @@
+from datetime import datetime
+import strawberry
+from strawberry.types import Info
+
+from catalog.service import price_of
+from graphql_api.common import Money, PageInfo, Problem
+from graphql_api.context import Context
+from models import Product as ProductDocument
+from models.common import utcnow
+
+
+@strawberry.type(description="A product on sale. Money is exact: a decimal string.")
+class Product:
+    id: strawberry.ID
+    name: str
+    description: str
+    price: Money
+    total_stock: int
+    max_per_customer: int
+    sale_starts_at: datetime | None
+    sale_ends_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    sold: int
+    _hold_seconds: strawberry.Private[int | None]
+
+    @strawberry.field(description="Units free to reserve now.")
+    def available(self) -> int:
+        return self.total_stock - self.sold - self.reserved()
+
+    @strawberry.field(description="Units held by active reservations.")
+    def reserved(self) -> int:
+        return 0
+
+    @strawberry.field(description="Whether the sale window is open now.")
+    def on_sale(self) -> bool:
+        now = utcnow()
+        started = self.sale_starts_at is None or self.sale_starts_at <= now
+        return started and (self.sale_ends_at is None or now < self.sale_ends_at)
+
+    @strawberry.field(description="How long a reservation of this product is held, in seconds.")
+    def hold_seconds(self, info: Info[Context, None]) -> int:
+        return self._hold_seconds or info.context.services.settings.reservation_ttl_seconds
+
+    @classmethod
+    def from_document(cls, product: ProductDocument) -> "Product":
+        return cls(
+            id=strawberry.ID(str(product.id)),
+            name=product.name,
+            description=product.description,
+            price=Money(price_of(product)),
+            total_stock=product.total_stock,
+            max_per_customer=product.max_per_customer,
+            sale_starts_at=product.sale_starts_at,
+            sale_ends_at=product.sale_ends_at,
+            created_at=product.created_at,
+            updated_at=product.updated_at,
+            sold=product.sold,
+            _hold_seconds=product.hold_seconds,
+        )
+
+
+@strawberry.type
+class ProductEdge:
+    cursor: str
+    node: Product
+
+
+@strawberry.type
+class ProductConnection:
+    edges: list[ProductEdge]
+    page_info: PageInfo
+    _on_sale: strawberry.Private[bool | None]
+
+    @strawberry.field(description="Products matching the filter, across all pages.")
+    async def total_count(self, info: Info[Context, None]) -> int:
+        return await info.context.services.catalog.count(on_sale=self._on_sale)
+
+
+@strawberry.input
+class ProductInput:
+    name: str
+    price: Money = strawberry.field(
+        description='Decimal string, at most two places: "19.99".'
+    )
+    total_stock: int
+    description: str = ""
+    max_per_customer: int | None = strawberry.field(default=None, description="Default 5.")
+    hold_seconds: int | None = strawberry.field(
+        default=None, description="Reservation hold; default RESERVATION_TTL_SECONDS."
+    )
+    sale_starts_at: datetime | None = None
+    sale_ends_at: datetime | None = None
+
+
+@strawberry.input(description="Fields to change; omitted fields stay as they are.")
+class ProductUpdateInput:
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    price: Money | None = strawberry.UNSET
+    total_stock: int | None = strawberry.UNSET
+    max_per_customer: int | None = strawberry.UNSET
+    hold_seconds: int | None = strawberry.field(
+        default=strawberry.UNSET, description="null: back to the default."
+    )
+    sale_starts_at: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="null: no start (open now)."
+    )
+    sale_ends_at: datetime | None = strawberry.field(
+        default=strawberry.UNSET, description="null: no end."
+    )
+
+
+@strawberry.type
+class ProductPayload:
+    product: Product | None = None
+    errors: list[Problem] = strawberry.field(default_factory=list)

@@ -1,0 +1,61 @@
+"""Per-request context: who is calling (from the bearer token) and the services."""
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from starlette.requests import HTTPConnection
+
+from accounts.errors import InvalidToken
+from accounts.tokens import Claims
+from flashsale.container import Services
+from graphql_api.errors import unauthenticated
+from models import User
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; "" when malformed."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
+
+
+@dataclass
+class Context:
+    services: Services
+    connection: HTTPConnection | None
+    authorization: str | None
+    _user: User | None = field(default=None, repr=False)
+
+    @cached_property
+    def _claims(self) -> Claims | InvalidToken | None:
+        token = bearer_token(self.authorization)
+        if token is None:
+            return None
+        try:
+            return self.services.accounts.tokens.decode(token)
+        except InvalidToken as exc:
+            return exc
+
+    @property
+    def claims(self) -> Claims | None:
+        """The caller's claims, None when anonymous; a bad token raises UNAUTHENTICATED
+        (a client that sends a token expects to be someone, so it is never ignored)."""
+        claims = self._claims
+        if isinstance(claims, InvalidToken):
+            raise unauthenticated(claims.reason)
+        return claims
+
+    def require_claims(self) -> Claims:
+        claims = self.claims
+        if claims is None:
+            raise unauthenticated()
+        return claims
+
+    async def current_user(self) -> User:
+        if self._user is None:
+            user = await self.services.accounts.get(self.require_claims().user_id)
+            if user is None:
+                raise unauthenticated("unknown_user")
+            self._user = user
+        return self._user

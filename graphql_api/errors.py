@@ -1,0 +1,116 @@
+"""Every GraphQL error leaves with `extensions.code`; unexpected ones are masked.
+
+Business outcomes (out of stock, e-mail taken...) are not errors here: they are typed in the
+mutation payloads. This module covers transport-level errors: auth, bad input, malformed
+documents, and bugs.
+"""
+
+import logging
+from enum import StrEnum
+from typing import Any
+
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.extensions import MaskErrors
+
+from flashsale.errors import InvalidInput
+from graphql_api.request_id import current_request_id
+
+logger = logging.getLogger("flashsale.errors")
+
+
+class ErrorCode(StrEnum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+class ApiError(GraphQLError):
+    """A transport-level error with a code, raised from resolvers and permissions."""
+
+    def __init__(self, code: ErrorCode, message: str, **extensions: Any) -> None:
+        super().__init__(message, extensions={"code": code.value, **extensions})
+
+
+def unauthenticated(reason: str = "missing") -> ApiError:
+    messages = {
+        "missing": "sign in first: send Authorization: Bearer <token>",
+        "expired": "the token has expired: log in again",
+        "invalid": "the token is invalid",
+        "unknown_user": "the token's user no longer exists",
+    }
+    return ApiError(ErrorCode.UNAUTHENTICATED, messages.get(reason, reason), reason=reason)
+
+
+def forbidden() -> ApiError:
+    return ApiError(ErrorCode.FORBIDDEN, "this operation needs the ADMIN role")
+
+
+def _is_variable_coercion(error: GraphQLError) -> bool:
+    # graphql-core reports bad variable values during coercion, before execution, with
+    # messages "Variable '$x' got invalid value ..." / "... of required type ... was not
+    # provided"; they are the client's input, not a malformed document.
+    return error.message.startswith("Variable '$")
+
+
+class ErrorCodes(MaskErrors):
+    """Gives each error a code, and replaces unexpected errors with a masked message that
+    carries the request id (the full error is logged under the same id)."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda _: True)
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [self._classify(error) for error in errors]
+
+    def _classify(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        extensions = dict(error.extensions or {})
+        if isinstance(original, ApiError):
+            extensions = {**(original.extensions or {}), **extensions}
+        elif isinstance(original, InvalidInput):
+            return self._copy(
+                error,
+                f"{original.field}: {original.message}",
+                {"code": ErrorCode.BAD_USER_INPUT.value, "field": original.field},
+            )
+        elif original is not None and not isinstance(original, GraphQLError):
+            request_id = current_request_id()
+            logger.error(
+                "unexpected error in %s (request %s)",
+                ".".join(str(p) for p in error.path or []) or "operation",
+                request_id,
+                exc_info=original,
+            )
+            return self._copy(
+                error,
+                f"Internal server error (request id {request_id})",
+                {"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
+            )
+        if "code" not in extensions:
+            extensions["code"] = self._code_of(error).value
+        return self._copy(error, error.message, extensions)
+
+    @staticmethod
+    def _code_of(error: GraphQLError) -> ErrorCode:
+        if isinstance(error, GraphQLSyntaxError):
+            return ErrorCode.GRAPHQL_PARSE_FAILED
+        if _is_variable_coercion(error):
+            return ErrorCode.BAD_USER_INPUT
+        if error.path is None:
+            return ErrorCode.GRAPHQL_VALIDATION_FAILED
+        return ErrorCode.INTERNAL_SERVER_ERROR
+
+    @staticmethod
+    def _copy(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
+        return GraphQLError(
+            message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            original_error=None,
+            extensions=extensions,
+        )

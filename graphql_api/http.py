@@ -1,0 +1,147 @@
+"""The GraphQL endpoint, following the GraphQL-over-HTTP specification.
+
+Strawberry answers only `application/json` and reports transport errors as plain text. This
+view adds `application/graphql-response+json` (with 4xx statuses and no `data` for requests
+that fail before execution), 406 for unacceptable Accept headers, and JSON errors with a code
+for every refusal.
+"""
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from cross_web import HTTPException
+
+from flashsale.container import Services
+from graphql_api.context import Context
+from graphql_api.graphiql import GRAPHIQL_HTML
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+APPLICATION_JSON = "application/json"
+_MEDIA_ATTRIBUTE = "flashsale_media_type"
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The response media type for an Accept header, or None when nothing fits (406).
+    A missing Accept header means application/json, as the specification asks."""
+    if not accept or not accept.strip():
+        return APPLICATION_JSON
+    best: tuple[float, int, str] | None = None
+    for position, part in enumerate(accept.split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        media = media.lower()
+        if media in (GRAPHQL_RESPONSE_JSON, APPLICATION_JSON):
+            chosen = media
+        elif media in ("*/*", "application/*"):
+            chosen = APPLICATION_JSON
+        else:
+            continue
+        if quality > 0 and (best is None or (quality, -position) > (best[0], best[1])):
+            best = (quality, -position, chosen)
+    return best[2] if best else None
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": code}}]},
+        status_code=status,
+        headers=headers or None,
+    )
+
+
+_HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+def _is_request_error(response: GraphQLHTTPResponse) -> bool:
+    """True when the request failed before execution (parse, validation, variables)."""
+    errors = response.get("errors") or []
+    return response.get("data") is None and bool(errors) and all(
+        not e.get("path") for e in errors
+    )
+
+
+class GraphQLView(GraphQL[Context, None]):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        response: Response
+        if self._wants_ide(request):
+            response = await self.render_graphql_ide(request)
+        elif (media := negotiate(request.headers.get("accept"))) is None:
+            response = error_response(
+                406, "NOT_ACCEPTABLE", f"accept {GRAPHQL_RESPONSE_JSON} or {APPLICATION_JSON}"
+            )
+        else:
+            scope.setdefault("state", {})[_MEDIA_ATTRIBUTE] = media
+            try:
+                response = await self.run(request)
+            except HTTPException as exc:
+                code = _HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
+                headers = {"Allow": "POST"} if exc.status_code == 405 else {}
+                response = error_response(exc.status_code, code, exc.reason, **headers)
+        await response(scope, receive, send)
+
+    def _wants_ide(self, request: Request) -> bool:
+        return (
+            self.graphql_ide is not None
+            and request.method == "GET"
+            and "query" not in request.query_params
+            and "text/html" in request.headers.get("accept", "")
+        )
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return HTMLResponse(GRAPHIQL_HTML)
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        # The services are built in the app's lifespan, after this view is created.
+        services: Services = request.app.state.services
+        return Context(
+            services=services,
+            connection=request,
+            authorization=request.headers.get("authorization"),
+        )
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        media = request.scope.get("state", {}).get(_MEDIA_ATTRIBUTE, APPLICATION_JSON)
+        sub_response.media_type = media
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        media = sub_response.media_type or APPLICATION_JSON
+        status = sub_response.status_code or 200
+        if (
+            media == GRAPHQL_RESPONSE_JSON
+            and isinstance(response_data, dict)
+            and _is_request_error(response_data)
+        ):
+            response_data = {k: v for k, v in response_data.items() if k != "data"}
+            status = 400
+        response = Response(
+            json.dumps(response_data, separators=(",", ":")),
+            status_code=status,
+            media_type=media,
+        )
+        response.headers.raw.extend(
+            (k, v) for k, v in sub_response.headers.raw if k.lower() != b"content-type"
+        )
+        return response

@@ -1,0 +1,68 @@
+"""The schema, merged from the domains. `sdl()` is what `schema.graphql` holds."""
+
+import contextlib
+from collections.abc import Iterator
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+from strawberry.extensions import DisableIntrospection, ParserCache, ValidationCache
+from strawberry.tools import merge_types
+
+from graphql_api.accounts.mutations import AccountMutations
+from graphql_api.accounts.queries import AccountQueries
+from graphql_api.catalog.mutations import CatalogMutations
+from graphql_api.catalog.queries import CatalogQueries
+from graphql_api.common import MONEY_SCALAR, Money
+from graphql_api.errors import ErrorCodes
+
+class _ParserCache(ParserCache):
+    """ParserCache that lets Strawberry report syntax errors itself.
+
+    The stock extension raises them from its own hook, outside the operation, where no
+    extension (ErrorCodes included) sees the result. Leaving the document unset makes
+    Strawberry parse again inside the operation; failed parses are not cached anyway.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Strawberry logs every error as a server error; client errors are not ours, and
+        ErrorCodes logs the unexpected ones with their request id."""
+
+
+Query = merge_types("Query", (CatalogQueries, AccountQueries))
+Mutation = merge_types("Mutation", (AccountMutations, CatalogMutations))
+
+
+def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+    # Factories: each request gets fresh extension instances (the caches themselves are
+    # module-level and shared).
+    extensions: list[object] = [
+        ErrorCodes,
+        lambda: _ParserCache(maxsize=1_000),
+        lambda: ValidationCache(maxsize=1_000),
+    ]
+    if not introspection:
+        extensions.append(DisableIntrospection)
+    return _Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map={Money: MONEY_SCALAR}),
+    )  # type: ignore[arg-type]
+
+
+def sdl() -> str:
+    return build_schema().as_str() + "\n"

@@ -1,0 +1,10 @@
+"""Beanie documents and their indexes: the system of record in MongoDB."""
+
+from models.order import Order
+from models.product import Product
+from models.reservation import Reservation, ReservationStatus
+from models.user import Role, User
+
+DOCUMENT_MODELS: list[type] = [Product, User, Reservation, Order]
+
+__all__ = ["DOCUMENT_MODELS", "Order", "Product", "Reservation", "ReservationStatus", "Role", "User"]

@@ -1,0 +1,35 @@
+from datetime import datetime
+
+import pymongo
+from beanie import Document
+from pydantic import Field
+from pymongo import IndexModel
+
+from models.common import utcnow
+
+
+class Product(Document):
+    """A product on sale. Money is integer cents; `sold` only ever grows, by checkout."""
+
+    name: str
+    description: str = ""
+    price_cents: int = Field(ge=0)
+    total_stock: int = Field(ge=0)
+    sold: int = Field(default=0, ge=0)
+    max_per_customer: int = Field(ge=1)
+    hold_seconds: int | None = None  # None: the RESERVATION_TTL_SECONDS default
+    sale_starts_at: datetime | None = None
+    sale_ends_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "products"
+        indexes = [
+            IndexModel([("sale_starts_at", pymongo.ASCENDING), ("sale_ends_at", pymongo.ASCENDING)]),
+        ]
+
+    def on_sale(self, now: datetime) -> bool:
+        started = self.sale_starts_at is None or self.sale_starts_at <= now
+        not_ended = self.sale_ends_at is None or now < self.sale_ends_at
+        return started and not_ended

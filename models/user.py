@@ -1,0 +1,24 @@
+from datetime import datetime
+from enum import StrEnum
+
+from beanie import Document
+from pydantic import Field
+from pymongo import IndexModel
+
+from models.common import utcnow
+
+
+class Role(StrEnum):
+    ADMIN = "ADMIN"
+    CUSTOMER = "CUSTOMER"
+
+
+class User(Document):
+    email: str  # stored lower-cased; unique
+    password_hash: str
+    role: Role = Role.CUSTOMER
+    created_at: datetime = Field(default_factory=utcnow)
+
+    class Settings:
+        name = "users"
+        indexes = [IndexModel("email", unique=True)]

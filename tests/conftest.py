@@ -1,0 +1,125 @@
+"""Shared fixtures: real Redis and MongoDB-protocol servers over TCP.
+
+By default the suite starts its own (the embedded default: the system `redis-server` and
+SecantusDB) on free loopback ports in a temporary folder. With TEST_REDIS_URL /
+TEST_MONGODB_URI set, it uses those servers instead: MongoDB in a fresh database dropped at
+the end, Redis only through keys the tests create.
+"""
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from accounts.service import AccountService
+from flashsale.container import Services, build_services
+from flashsale.embedded import EmbeddedServers, start_embedded
+from flashsale.settings import Settings, load_settings
+from graphql_api.app import create_app
+from models import DOCUMENT_MODELS, Role
+
+ADMIN_EMAIL = "admin@test.example"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    mongodb_uri = os.environ.get("TEST_MONGODB_URI")
+    embedded: EmbeddedServers | None = None
+    if not (redis_url and mongodb_uri):
+        embedded = start_embedded(
+            tmp_path_factory.mktemp("servers"), redis=not redis_url, mongo=not mongodb_uri
+        )
+        redis_url = redis_url or embedded.redis_url
+        mongodb_uri = mongodb_uri or embedded.mongodb_uri
+    assert redis_url and mongodb_uri
+    try:
+        yield {"redis_url": redis_url, "mongodb_uri": mongodb_uri}
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(servers: dict[str, str]) -> Settings:
+    return load_settings(
+        redis_url=servers["redis_url"],
+        mongodb_uri=servers["mongodb_uri"],
+        mongodb_db=f"flashsale_test_{uuid.uuid4().hex[:8]}",
+        admin_email=ADMIN_EMAIL,
+        admin_password=PASSWORD,
+        _env_file=None,
+    )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    built = await build_services(settings)
+    try:
+        yield built
+    finally:
+        await built.mongo.drop_database(settings.mongodb_db)
+        await built.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session", autouse=True)
+async def clean_database(request: pytest.FixtureRequest) -> None:
+    """Every test starts with empty collections (only for tests that use the databases)."""
+    if "services" not in request.fixturenames:
+        return
+    for model in DOCUMENT_MODELS:
+        await model.get_pymongo_collection().delete_many({})  # type: ignore[attr-defined]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(services: Services, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, services)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+class GraphQL:
+    """A tiny GraphQL client over the real ASGI app."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+@pytest.fixture
+def gql(client: httpx.AsyncClient) -> GraphQL:
+    return GraphQL(client)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def admin_token(services: Services) -> str:
+    return (await services.accounts.register(ADMIN_EMAIL, PASSWORD, Role.ADMIN)).token
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def customer_token(services: Services) -> str:
+    return (await services.accounts.register("shopper@test.example", PASSWORD)).token
+
+
+def error_codes(body: dict[str, Any]) -> list[str]:
+    return [e.get("extensions", {}).get("code") for e in body.get("errors") or []]
+
+
+async def make_customer(accounts: AccountService, n: int) -> str:
+    return (await accounts.register(f"shopper{n}@test.example", PASSWORD)).token

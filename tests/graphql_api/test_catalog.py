@@ -1,0 +1,302 @@
+"""Products through the GraphQL endpoint: listing, admin mutations, and bad input."""
+
+import asyncio
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from flashsale.container import Services
+from models import Product
+from tests.conftest import GraphQL, error_codes
+
+PRODUCT_FIELDS = """
+  id name description price totalStock maxPerCustomer holdSeconds
+  saleStartsAt saleEndsAt onSale available reserved sold
+"""
+CREATE = f"""
+mutation Create($input: ProductInput!) {{
+  createProduct(input: $input) {{ product {{ {PRODUCT_FIELDS} }} errors {{ code field }} }}
+}}"""
+UPDATE = f"""
+mutation Update($id: ID!, $input: ProductUpdateInput!) {{
+  updateProduct(id: $id, input: $input) {{ product {{ {PRODUCT_FIELDS} }} errors {{ code field }} }}
+}}"""
+RESTOCK = """
+mutation Restock($id: ID!, $quantity: Int!) {
+  restock(id: $id, quantity: $quantity) { product { totalStock available } errors { code field } }
+}"""
+PAGE = """
+query Page($first: Int!, $after: String, $onSale: Boolean) {
+  products(first: $first, after: $after, onSale: $onSale) {
+    edges { cursor node { name } }
+    pageInfo { hasNextPage endCursor }
+    totalCount
+  }
+}"""
+PHONE = {"name": "Phone", "price": "799.99", "totalStock": 10, "maxPerCustomer": 1}
+
+
+async def _create(gql: GraphQL, token: str, **fields: Any) -> dict[str, Any]:
+    body = await gql(CREATE, {"input": {**PHONE, **fields}}, token=token)
+    assert "errors" not in body, body
+    product: dict[str, Any] = body["data"]["createProduct"]["product"]
+    return product
+
+
+async def _snapshot() -> list[dict[str, Any]]:
+    return [p.model_dump() for p in await Product.find_all().sort("_id").to_list()]
+
+
+async def test_admin_creates_a_product(gql: GraphQL, admin_token: str, services: Services) -> None:
+    product = await _create(gql, admin_token, description="  Launch edition  ")
+    assert product | {"id": None} == {
+        "id": None,
+        "name": "Phone",
+        "description": "Launch edition",
+        "price": "799.99",
+        "totalStock": 10,
+        "maxPerCustomer": 1,
+        "holdSeconds": services.settings.reservation_ttl_seconds,
+        "saleStartsAt": None,
+        "saleEndsAt": None,
+        "onSale": True,
+        "available": 10,
+        "reserved": 0,
+        "sold": 0,
+    }
+    stored = await Product.get(ObjectId(product["id"]))
+    assert stored is not None and stored.price_cents == 79_999
+
+
+@pytest.mark.parametrize("mutation", ["create", "update", "restock"])
+async def test_admin_mutations_are_refused_to_customers_and_anonymous(
+    gql: GraphQL, admin_token: str, customer_token: str, mutation: str
+) -> None:
+    product = await _create(gql, admin_token)
+    before = await _snapshot()
+    query, variables = {
+        "create": (CREATE, {"input": PHONE}),
+        "update": (UPDATE, {"id": product["id"], "input": {"totalStock": 99}}),
+        "restock": (RESTOCK, {"id": product["id"], "quantity": 5}),
+    }[mutation]
+
+    as_customer = await gql(query, variables, token=customer_token)
+    anonymous = await gql(query, variables)
+
+    assert as_customer["data"] is None and error_codes(as_customer) == ["FORBIDDEN"]
+    assert anonymous["data"] is None and error_codes(anonymous) == ["UNAUTHENTICATED"]
+    assert await _snapshot() == before
+
+
+async def test_products_paginate_with_cursors(gql: GraphQL, admin_token: str) -> None:
+    for n in range(7):
+        await _create(gql, admin_token, name=f"P{n}")
+    seen: list[str] = []
+    after = None
+    pages = 0
+    while True:
+        body = await gql(PAGE, {"first": 3, "after": after})
+        connection = body["data"]["products"]
+        assert connection["totalCount"] == 7
+        seen += [edge["node"]["name"] for edge in connection["edges"]]
+        pages += 1
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["pageInfo"]["endCursor"]
+        assert after == connection["edges"][-1]["cursor"]
+    assert seen == [f"P{n}" for n in range(7)]
+    assert pages == 3
+
+
+async def test_on_sale_filter_follows_the_sale_window(gql: GraphQL, admin_token: str) -> None:
+    await _create(gql, admin_token, name="Open")
+    await _create(gql, admin_token, name="Later", saleStartsAt="2999-01-01T00:00:00Z")
+    await _create(
+        gql,
+        admin_token,
+        name="Over",
+        saleStartsAt="2001-01-01T00:00:00Z",
+        saleEndsAt="2002-01-01T00:00:00+02:00",
+    )
+
+    async def names(on_sale: bool | None) -> list[str]:
+        body = await gql(PAGE, {"first": 10, "onSale": on_sale})
+        return [e["node"]["name"] for e in body["data"]["products"]["edges"]]
+
+    assert await names(True) == ["Open"]
+    assert await names(False) == ["Later", "Over"]
+    assert await names(None) == ["Open", "Later", "Over"]
+
+
+async def test_product_by_id_and_unknown_id(gql: GraphQL, admin_token: str) -> None:
+    product = await _create(gql, admin_token)
+    query = "query P($id: ID!) { product(id: $id) { name } }"
+    assert (await gql(query, {"id": product["id"]}))["data"] == {"product": {"name": "Phone"}}
+    assert (await gql(query, {"id": str(ObjectId())}))["data"] == {"product": None}
+
+
+async def test_update_changes_only_the_given_fields(gql: GraphQL, admin_token: str) -> None:
+    product = await _create(gql, admin_token, saleEndsAt="2999-01-01T00:00:00Z", holdSeconds=60)
+    body = await gql(
+        UPDATE,
+        {"id": product["id"], "input": {"price": "10.50", "saleEndsAt": None, "holdSeconds": None}},
+        token=admin_token,
+    )
+    updated = body["data"]["updateProduct"]["product"]
+    assert updated["price"] == "10.50"
+    assert updated["saleEndsAt"] is None
+    assert updated["name"] == "Phone" and updated["totalStock"] == 10
+    assert updated["holdSeconds"] == 600
+
+
+async def test_total_stock_cannot_drop_below_sold(gql: GraphQL, admin_token: str) -> None:
+    product = await _create(gql, admin_token)
+    await Product.get_pymongo_collection().update_one(
+        {"_id": ObjectId(product["id"])}, {"$set": {"sold": 4}}
+    )
+    before = await _snapshot()
+    body = await gql(UPDATE, {"id": product["id"], "input": {"totalStock": 3}}, token=admin_token)
+    assert body["data"]["updateProduct"] == {
+        "product": None,
+        "errors": [{"code": "STOCK_BELOW_COMMITTED", "field": "totalStock"}],
+    }
+    assert await _snapshot() == before
+    body = await gql(UPDATE, {"id": product["id"], "input": {"totalStock": 4}}, token=admin_token)
+    assert body["data"]["updateProduct"]["product"]["available"] == 0
+
+
+async def test_sale_window_stays_ordered_on_partial_updates(gql: GraphQL, admin_token: str) -> None:
+    product = await _create(gql, admin_token, saleEndsAt="2030-01-01T00:00:00Z")
+    before = await _snapshot()
+    body = await gql(
+        UPDATE,
+        {"id": product["id"], "input": {"saleStartsAt": "2031-01-01T00:00:00Z"}},
+        token=admin_token,
+    )
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["field"] == "saleStartsAt"
+    assert await _snapshot() == before
+
+
+async def test_concurrent_restocks_all_count(gql: GraphQL, admin_token: str) -> None:
+    product = await _create(gql, admin_token)
+    bodies = await asyncio.gather(
+        *(gql(RESTOCK, {"id": product["id"], "quantity": 2}, token=admin_token) for _ in range(50))
+    )
+    assert all(b["data"]["restock"]["errors"] == [] for b in bodies)
+    stored = await Product.get(ObjectId(product["id"]))
+    assert stored is not None and stored.total_stock == 10 + 100
+
+
+async def test_unknown_product_in_mutations(gql: GraphQL, admin_token: str) -> None:
+    missing = str(ObjectId())
+    update = await gql(UPDATE, {"id": missing, "input": {"name": "X"}}, token=admin_token)
+    restock = await gql(RESTOCK, {"id": missing, "quantity": 1}, token=admin_token)
+    expected = [{"code": "PRODUCT_NOT_FOUND", "field": "id"}]
+    assert update["data"]["updateProduct"] == {"product": None, "errors": expected}
+    assert restock["data"]["restock"] == {"product": None, "errors": expected}
+    assert await Product.count() == 0
+
+
+BAD_PRODUCT_INPUT = [
+    ({"name": ""}, "name"),
+    ({"name": "   "}, "name"),
+    ({"name": "x" * 201}, "name"),
+    ({"description": "d" * 5_001}, "description"),
+    ({"price": "-1.00"}, "price"),
+    ({"price": "1.999"}, "price"),
+    ({"price": "1000000.01"}, "price"),
+    ({"totalStock": -1}, "totalStock"),
+    ({"totalStock": 1_000_001}, "totalStock"),
+    ({"maxPerCustomer": 0}, "maxPerCustomer"),
+    ({"holdSeconds": 1}, "holdSeconds"),
+    ({"saleStartsAt": "2030-01-01T00:00:00"}, "saleStartsAt"),
+    ({"saleStartsAt": "2030-01-02T00:00:00Z", "saleEndsAt": "2030-01-01T00:00:00Z"}, "saleEndsAt"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field"), BAD_PRODUCT_INPUT)
+async def test_invalid_product_input_is_refused_and_nothing_stored(
+    gql: GraphQL, admin_token: str, fields: dict[str, Any], field: str
+) -> None:
+    body = await gql(CREATE, {"input": {**PHONE, **fields}}, token=admin_token)
+    assert body["data"] is None
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["field"] == field
+    assert await Product.count() == 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"price": "abc"},
+        {"price": 12.5},
+        {"price": 12},
+        {"price": "NaN"},
+        {"price": "Infinity"},
+        {"price": "1e9"},
+        {"price": " 1.00"},
+        {"totalStock": "ten"},
+        {"totalStock": 2**40},
+        {"totalStock": 1.5},
+        {"name": None},
+        {"name": ["a"]},
+        {"saleEndsAt": "tomorrow"},
+        {"unknownField": 1},
+    ],
+)
+async def test_wrong_types_are_bad_user_input(
+    gql: GraphQL, admin_token: str, fields: dict[str, Any]
+) -> None:
+    body = await gql(CREATE, {"input": {**PHONE, **fields}}, token=admin_token)
+    assert body.get("data") is None
+    assert set(error_codes(body)) == {"BAD_USER_INPUT"}
+    assert await Product.count() == 0
+
+
+@pytest.mark.parametrize("bad_id", ["", "123", "not-an-id", "g" * 24, "😀" * 12])
+async def test_malformed_ids_are_bad_user_input(gql: GraphQL, admin_token: str, bad_id: str) -> None:
+    for query, variables in [
+        ("query P($id: ID!) { product(id: $id) { id } }", {"id": bad_id}),
+        (UPDATE, {"id": bad_id, "input": {"name": "X"}}),
+        (RESTOCK, {"id": bad_id, "quantity": 1}),
+    ]:
+        body = await gql(query, variables, token=admin_token)
+        assert error_codes(body) == ["BAD_USER_INPUT"], (query, body)
+        assert body["errors"][0]["extensions"]["field"] == "id"
+
+
+@pytest.mark.parametrize(
+    ("variables", "field"),
+    [
+        ({"first": 0}, "first"),
+        ({"first": 101}, "first"),
+        ({"first": -5}, "first"),
+        ({"first": 5, "after": "not a cursor"}, "after"),
+        ({"first": 5, "after": "Y3Vyc29yOg=="}, "after"),
+    ],
+)
+async def test_bad_pagination_arguments(gql: GraphQL, variables: dict[str, Any], field: str) -> None:
+    body = await gql(PAGE, variables)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["field"] == field
+
+
+@pytest.mark.parametrize("quantity", [0, -3, 1_000_001])
+async def test_restock_quantity_must_be_positive_and_bounded(
+    gql: GraphQL, admin_token: str, quantity: int
+) -> None:
+    product = await _create(gql, admin_token)
+    before = await _snapshot()
+    body = await gql(RESTOCK, {"id": product["id"], "quantity": quantity}, token=admin_token)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert await _snapshot() == before
+
+
+async def test_update_refuses_null_for_required_fields(gql: GraphQL, admin_token: str) -> None:
+    product = await _create(gql, admin_token)
+    before = await _snapshot()
+    body = await gql(UPDATE, {"id": product["id"], "input": {"name": None}}, token=admin_token)
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert await _snapshot() == before
