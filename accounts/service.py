@@ -33,9 +33,7 @@ def normalize_email(raw: str) -> str:
 
 def check_password(password: str) -> None:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise InvalidInput(
-            "password", f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long"
-        )
+        raise InvalidInput("password", f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long")
 
 
 class AccountService:

@@ -7,7 +7,7 @@ lose an update or push total stock below what is already sold.
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -137,7 +137,7 @@ class CatalogService:
         )
         if document is None:
             await self._explain_refusal(product_id, updates)
-        return Product.model_validate(document)
+        return _product(document)
 
     async def restock(self, product_id: ObjectId, quantity: int) -> Product:
         """Atomically add `quantity` units to the total stock."""
@@ -151,7 +151,7 @@ class CatalogService:
             if await Product.get(product_id) is None:
                 raise ProductNotFound(product_id)
             raise InvalidInput("quantity", f"total stock would exceed {rules.STOCK_MAX}")
-        return Product.model_validate(document)
+        return _product(document)
 
     @staticmethod
     def _window_guards(updates: dict[str, Any]) -> list[dict[str, Any]]:
@@ -166,7 +166,7 @@ class CatalogService:
         return []
 
     @staticmethod
-    async def _explain_refusal(product_id: ObjectId, updates: dict[str, Any]) -> None:
+    async def _explain_refusal(product_id: ObjectId, updates: dict[str, Any]) -> NoReturn:
         current = await Product.get(product_id)
         if current is None:
             raise ProductNotFound(product_id)
@@ -174,6 +174,11 @@ class CatalogService:
             raise StockBelowCommitted(updates["total_stock"], current.sold)
         field = "saleStartsAt" if "sale_starts_at" in updates else "saleEndsAt"
         raise InvalidInput(field, "the sale must end after it starts")
+
+
+def _product(document: dict[str, Any]) -> Product:
+    product: Product = Product.model_validate(document)
+    return product
 
 
 def price_of(product: Product) -> Decimal:

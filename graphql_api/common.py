@@ -17,11 +17,11 @@ from catalog.errors import CatalogError, CatalogErrorCode
 from flashsale.errors import InvalidInput
 
 # One GraphQL enum for every business outcome, built from the domains' own code enums.
+_problem_codes: type[Enum] = Enum(  # type: ignore[misc]
+    "ProblemCode", {code.name: code.value for code in chain(AccountErrorCode, CatalogErrorCode)}
+)
 ProblemCode = strawberry.enum(
-    Enum(  # type: ignore[misc]
-        "ProblemCode",
-        {code.name: code.value for code in chain(AccountErrorCode, CatalogErrorCode)},
-    ),
+    _problem_codes,
     description="Why a mutation did not do what was asked (nothing was changed).",
 )
 
@@ -83,4 +83,3 @@ def decode_cursor(cursor: str, field: str = "after") -> ObjectId:
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
-

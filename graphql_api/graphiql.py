@@ -25,7 +25,9 @@ GRAPHIQL_HTML = f"""<!doctype html>
     const url = new URL(window.location.href);
     url.search = ""; url.hash = "";
     const wsUrl = new URL(url); wsUrl.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    const fetcher = GraphiQL.createFetcher({{ url: url.toString(), subscriptionUrl: wsUrl.toString() }});
+    const fetcher = GraphiQL.createFetcher({{
+      url: url.toString(), subscriptionUrl: wsUrl.toString(),
+    }});
     const defaultQuery = `# flashsale GraphQL API. Sign in with the login mutation, then put
 # {{"Authorization": "Bearer <token>"}} in the Headers tab below.
 query Products {{

@@ -7,15 +7,17 @@ for every refusal.
 """
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
-from cross_web import HTTPException
+from strawberry.schema.exceptions import InvalidOperationTypeError
 
 from flashsale.container import Services
 from graphql_api.context import Context
@@ -65,12 +67,10 @@ def error_response(status: int, code: str, message: str, **headers: str) -> JSON
 _HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
-def _is_request_error(response: GraphQLHTTPResponse) -> bool:
+def _is_request_error(response: Mapping[str, Any]) -> bool:
     """True when the request failed before execution (parse, validation, variables)."""
-    errors = response.get("errors") or []
-    return response.get("data") is None and bool(errors) and all(
-        not e.get("path") for e in errors
-    )
+    errors: list[dict[str, Any]] = response.get("errors") or []
+    return response.get("data") is None and bool(errors) and all(not e.get("path") for e in errors)
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -95,6 +95,27 @@ class GraphQLView(GraphQL[Context, None]):
                 headers = {"Allow": "POST"} if exc.status_code == 405 else {}
                 response = error_response(exc.status_code, code, exc.reason, **headers)
         await response(scope, receive, send)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            parsed = self.decode_json(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HTTPException(400, "Unable to parse request body as JSON") from exc
+        # Strawberry assumes an object (or a list of them, for batches) and fails with a 500
+        # on anything else.
+        items = parsed if isinstance(parsed, list) else [parsed]
+        if not all(isinstance(item, dict) for item in items):
+            raise HTTPException(400, "The request body must be a JSON object")
+        return parsed
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as exc:
+            # A mutation sent over GET: the specification asks for 405, Strawberry says 400.
+            if isinstance(exc.__cause__, InvalidOperationTypeError):
+                raise HTTPException(405, exc.reason) from exc
+            raise
 
     def _wants_ide(self, request: Request) -> bool:
         return (
@@ -129,15 +150,16 @@ class GraphQLView(GraphQL[Context, None]):
     ) -> Response:
         media = sub_response.media_type or APPLICATION_JSON
         status = sub_response.status_code or 200
+        body: object = response_data
         if (
             media == GRAPHQL_RESPONSE_JSON
             and isinstance(response_data, dict)
             and _is_request_error(response_data)
         ):
-            response_data = {k: v for k, v in response_data.items() if k != "data"}
+            body = {k: v for k, v in response_data.items() if k != "data"}
             status = 400
         response = Response(
-            json.dumps(response_data, separators=(",", ":")),
+            self.encode_json(body),
             status_code=status,
             media_type=media,
         )

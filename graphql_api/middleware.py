@@ -70,7 +70,10 @@ class RequestGuard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
             await send(message)
 
         try:
@@ -82,7 +85,10 @@ class RequestGuard:
             logger.exception("unhandled error (request %s)", request_id)
             if not started:
                 for message in _json_error(
-                    500, "INTERNAL_SERVER_ERROR", f"Internal server error (request id {request_id})", request_id
+                    500,
+                    "INTERNAL_SERVER_ERROR",
+                    f"Internal server error (request id {request_id})",
+                    request_id,
                 ):
                     await send(message)
 

@@ -1,14 +1,19 @@
 """The schema, merged from the domains. `sdl()` is what `schema.graphql` holds."""
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
-from strawberry.extensions import DisableIntrospection, ParserCache, ValidationCache
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from graphql_api.accounts.mutations import AccountMutations
 from graphql_api.accounts.queries import AccountQueries
@@ -16,6 +21,7 @@ from graphql_api.catalog.mutations import CatalogMutations
 from graphql_api.catalog.queries import CatalogQueries
 from graphql_api.common import MONEY_SCALAR, Money
 from graphql_api.errors import ErrorCodes
+
 
 class _ParserCache(ParserCache):
     """ParserCache that lets Strawberry report syntax errors itself.
@@ -49,7 +55,7 @@ Mutation = merge_types("Mutation", (AccountMutations, CatalogMutations))
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     # Factories: each request gets fresh extension instances (the caches themselves are
     # module-level and shared).
-    extensions: list[object] = [
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         ErrorCodes,
         lambda: _ParserCache(maxsize=1_000),
         lambda: ValidationCache(maxsize=1_000),
@@ -61,7 +67,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
         mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(scalar_map={Money: MONEY_SCALAR}),
-    )  # type: ignore[arg-type]
+    )
 
 
 def sdl() -> str:

@@ -7,4 +7,12 @@ from models.user import Role, User
 
 DOCUMENT_MODELS: list[type] = [Product, User, Reservation, Order]
 
-__all__ = ["DOCUMENT_MODELS", "Order", "Product", "Reservation", "ReservationStatus", "Role", "User"]
+__all__ = [
+    "DOCUMENT_MODELS",
+    "Order",
+    "Product",
+    "Reservation",
+    "ReservationStatus",
+    "Role",
+    "User",
+]

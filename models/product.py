@@ -26,7 +26,9 @@ class Product(Document):
     class Settings:
         name = "products"
         indexes = [
-            IndexModel([("sale_starts_at", pymongo.ASCENDING), ("sale_ends_at", pymongo.ASCENDING)]),
+            IndexModel(
+                [("sale_starts_at", pymongo.ASCENDING), ("sale_ends_at", pymongo.ASCENDING)]
+            ),
         ]
 
     def on_sale(self, now: datetime) -> bool:

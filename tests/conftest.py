@@ -37,7 +37,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         )
         redis_url = redis_url or embedded.redis_url
         mongodb_uri = mongodb_uri or embedded.mongodb_uri
-    assert redis_url and mongodb_uri
+    assert redis_url
+    assert mongodb_uri
     try:
         yield {"redis_url": redis_url, "mongodb_uri": mongodb_uri}
     finally:

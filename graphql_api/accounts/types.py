@@ -1,5 +1,4 @@
 from datetime import datetime
-from enum import Enum
 
 import strawberry
 
@@ -7,14 +6,14 @@ from graphql_api.common import Problem
 from models import Role as RoleValue
 from models import User as UserDocument
 
-Role = strawberry.enum(Enum("Role", {r.name: r.value for r in RoleValue}))  # type: ignore[misc]
+strawberry.enum(RoleValue, name="Role")  # registers the model enum as a GraphQL enum
 
 
 @strawberry.type
 class User:
     id: strawberry.ID
     email: str
-    role: Role  # type: ignore[valid-type]
+    role: RoleValue
     created_at: datetime
 
     @classmethod
@@ -22,7 +21,7 @@ class User:
         return cls(
             id=strawberry.ID(str(user.id)),
             email=user.email,
-            role=Role(user.role.value),
+            role=user.role,
             created_at=user.created_at,
         )
 

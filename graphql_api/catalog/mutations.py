@@ -13,15 +13,15 @@ from graphql_api.permissions import IsAdmin
 
 def _given(update: ProductUpdateInput) -> dict[str, Any]:
     """The fields the client sent (null included, omitted left out)."""
-    return {
-        name: value for name, value in vars(update).items() if value is not strawberry.UNSET
-    }
+    return {name: value for name, value in vars(update).items() if value is not strawberry.UNSET}
 
 
 @strawberry.type
 class CatalogMutations:
     @strawberry.mutation(permission_classes=[IsAdmin], description="Admin: add a product.")
-    async def create_product(self, info: Info[Context, None], input: ProductInput) -> ProductPayload:
+    async def create_product(
+        self, info: Info[Context, None], input: ProductInput
+    ) -> ProductPayload:
         draft = ProductDraft.parse(
             name=input.name,
             price=input.price,

@@ -1,4 +1,5 @@
 from datetime import datetime
+
 import strawberry
 from strawberry.types import Info
 
@@ -21,16 +22,10 @@ class Product:
     sale_ends_at: datetime | None
     created_at: datetime
     updated_at: datetime
-    sold: int
+    sold: int = strawberry.field(description="Units bought.")
+    reserved: int = strawberry.field(description="Units held by active reservations.")
+    available: int = strawberry.field(description="Units free to reserve now.")
     _hold_seconds: strawberry.Private[int | None]
-
-    @strawberry.field(description="Units free to reserve now.")
-    def available(self) -> int:
-        return self.total_stock - self.sold - self.reserved()
-
-    @strawberry.field(description="Units held by active reservations.")
-    def reserved(self) -> int:
-        return 0
 
     @strawberry.field(description="Whether the sale window is open now.")
     def on_sale(self) -> bool:
@@ -56,6 +51,8 @@ class Product:
             created_at=product.created_at,
             updated_at=product.updated_at,
             sold=product.sold,
+            reserved=0,  # no holds until the reservation engine lands
+            available=product.total_stock - product.sold,
             _hold_seconds=product.hold_seconds,
         )
 
@@ -80,9 +77,7 @@ class ProductConnection:
 @strawberry.input
 class ProductInput:
     name: str
-    price: Money = strawberry.field(
-        description='Decimal string, at most two places: "19.99".'
-    )
+    price: Money = strawberry.field(description='Decimal string, at most two places: "19.99".')
     total_stock: int
     description: str = ""
     max_per_customer: int | None = strawberry.field(default=None, description="Default 5.")

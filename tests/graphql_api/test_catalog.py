@@ -66,7 +66,8 @@ async def test_admin_creates_a_product(gql: GraphQL, admin_token: str, services:
         "sold": 0,
     }
     stored = await Product.get(ObjectId(product["id"]))
-    assert stored is not None and stored.price_cents == 79_999
+    assert stored is not None
+    assert stored.price_cents == 79_999
 
 
 @pytest.mark.parametrize("mutation", ["create", "update", "restock"])
@@ -84,8 +85,10 @@ async def test_admin_mutations_are_refused_to_customers_and_anonymous(
     as_customer = await gql(query, variables, token=customer_token)
     anonymous = await gql(query, variables)
 
-    assert as_customer["data"] is None and error_codes(as_customer) == ["FORBIDDEN"]
-    assert anonymous["data"] is None and error_codes(anonymous) == ["UNAUTHENTICATED"]
+    assert as_customer["data"] is None
+    assert error_codes(as_customer) == ["FORBIDDEN"]
+    assert anonymous["data"] is None
+    assert error_codes(anonymous) == ["UNAUTHENTICATED"]
     assert await _snapshot() == before
 
 
@@ -146,7 +149,8 @@ async def test_update_changes_only_the_given_fields(gql: GraphQL, admin_token: s
     updated = body["data"]["updateProduct"]["product"]
     assert updated["price"] == "10.50"
     assert updated["saleEndsAt"] is None
-    assert updated["name"] == "Phone" and updated["totalStock"] == 10
+    assert updated["name"] == "Phone"
+    assert updated["totalStock"] == 10
     assert updated["holdSeconds"] == 600
 
 
@@ -186,7 +190,8 @@ async def test_concurrent_restocks_all_count(gql: GraphQL, admin_token: str) -> 
     )
     assert all(b["data"]["restock"]["errors"] == [] for b in bodies)
     stored = await Product.get(ObjectId(product["id"]))
-    assert stored is not None and stored.total_stock == 10 + 100
+    assert stored is not None
+    assert stored.total_stock == 10 + 100
 
 
 async def test_unknown_product_in_mutations(gql: GraphQL, admin_token: str) -> None:
@@ -256,7 +261,9 @@ async def test_wrong_types_are_bad_user_input(
 
 
 @pytest.mark.parametrize("bad_id", ["", "123", "not-an-id", "g" * 24, "😀" * 12])
-async def test_malformed_ids_are_bad_user_input(gql: GraphQL, admin_token: str, bad_id: str) -> None:
+async def test_malformed_ids_are_bad_user_input(
+    gql: GraphQL, admin_token: str, bad_id: str
+) -> None:
     for query, variables in [
         ("query P($id: ID!) { product(id: $id) { id } }", {"id": bad_id}),
         (UPDATE, {"id": bad_id, "input": {"name": "X"}}),
@@ -277,7 +284,9 @@ async def test_malformed_ids_are_bad_user_input(gql: GraphQL, admin_token: str, 
         ({"first": 5, "after": "Y3Vyc29yOg=="}, "after"),
     ],
 )
-async def test_bad_pagination_arguments(gql: GraphQL, variables: dict[str, Any], field: str) -> None:
+async def test_bad_pagination_arguments(
+    gql: GraphQL, variables: dict[str, Any], field: str
+) -> None:
     body = await gql(PAGE, variables)
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["extensions"]["field"] == field

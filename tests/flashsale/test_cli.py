@@ -1,0 +1,195 @@
+"""The `flashsale` command as a user runs it: real processes, real ports, real signals."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from flashsale.embedded import free_port
+
+ADMIN_PASSWORD = "cli-admin-password"
+START_TIMEOUT = 60.0
+
+
+def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "REDIS_URL")}
+    env.update(DATA_DIR=str(data_dir), ADMIN_PASSWORD=ADMIN_PASSWORD, LOG_LEVEL="WARNING")
+    env.update(extra)
+    return env
+
+
+class Server:
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flashsale", "serve", "--port", str(self.port), *args],
+            env=_env(data_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._wait_ready()
+        self.tree = psutil.Process(self.process.pid).children(recursive=True)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.output()
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)  # polling a condition, bounded by the deadline
+        raise AssertionError(f"server not ready:\n{self.output()}")
+
+    def output(self) -> str:
+        if self.process.poll() is None:
+            return "(still running)"
+        assert self.process.stdout is not None
+        return self.process.stdout.read()
+
+    def named(self, fragment: str) -> list[psutil.Process]:
+        return [p for p in self.tree if fragment in " ".join(p.cmdline())]
+
+    def gql(self, query: str, token: str | None = None) -> dict:  # type: ignore[type-arg]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = httpx.post(f"{self.url}/graphql", json={"query": query}, headers=headers)
+        return response.json()  # type: ignore[no-any-return]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=60)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        _, alive = psutil.wait_procs(self.tree, timeout=30)
+        assert alive == [], f"left running: {alive}"
+        return code
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    return tmp_path / "data"
+
+
+def _login_admin(server: Server) -> str:
+    body = server.gql(
+        f'mutation {{ login(email: "admin@flashsale.example", password: "{ADMIN_PASSWORD}")'
+        " { token errors { code } } }"
+    )
+    token: str = body["data"]["login"]["token"]
+    assert token, body
+    return token
+
+
+def _product_names(server: Server) -> list[str]:
+    body = server.gql("{ products(first: 100) { edges { node { name } } } }")
+    return [edge["node"]["name"] for edge in body["data"]["products"]["edges"]]
+
+
+def test_serve_seeds_keeps_data_across_restarts_and_leaves_nothing_running(data_dir: Path) -> None:
+    server = Server(data_dir)
+    try:
+        assert len(server.named("redis-server")) == 1
+        assert len(server.named("secantus")) == 1
+        seeded = _product_names(server)
+        assert {"Nimbus X phone", "Aero 14 laptop", "Pulse earbuds"} <= set(seeded)
+
+        token = _login_admin(server)
+        created = server.gql(
+            'mutation { createProduct(input: {name: "Kept", price: "1.00", totalStock: 3})'
+            " { product { id } } }",
+            token,
+        )
+        assert created["data"]["createProduct"]["product"]["id"]
+
+        # The data folder is locked while in use: a second server is refused...
+        second = subprocess.run(
+            [sys.executable, "-m", "flashsale", "serve", "--port", str(free_port())],
+            env=_env(data_dir),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert "in use by another flashsale process" in second.stderr
+        # ...but `flashsale seed` finds the running servers and changes nothing twice.
+        seed = subprocess.run(
+            [sys.executable, "-m", "flashsale", "seed"],
+            env=_env(data_dir),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert seed.returncode == 0, seed.stderr
+        assert "0 created, 6 already there" in seed.stdout
+    finally:
+        assert server.stop(signal.SIGINT) == 0
+
+    restarted = Server(data_dir)
+    try:
+        assert _product_names(restarted) == [*seeded, "Kept"]
+        _login_admin(restarted)
+    finally:
+        assert restarted.stop() == 0
+
+
+def test_workers_share_one_pair_of_embedded_servers(data_dir: Path) -> None:
+    server = Server(data_dir, "--workers", "2")
+    try:
+        assert len(server.named("redis-server")) == 1
+        assert len(server.named("secantus")) == 1
+        workers = [p for p in server.tree if "multiprocessing" in " ".join(p.cmdline())]
+        assert len(workers) >= 2
+        assert len(_product_names(server)) == 6
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_killed_cli_takes_its_servers_with_it(data_dir: Path) -> None:
+    server = Server(data_dir)
+    servers = server.named("redis-server") + server.named("secantus")
+    assert len(servers) == 2
+    server.stop(signal.SIGKILL)  # asserts that every child is gone
+    assert not any(p.is_running() for p in servers)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"ENVIRONMENT": "production", "ADMIN_PASSWORD": "a-real-one"}, "JWT_SECRET"),
+        ({"ENVIRONMENT": "production", "JWT_SECRET": "x" * 40}, "ADMIN_PASSWORD"),
+        ({"RESERVATION_TTL_SECONDS": "soon"}, "RESERVATION_TTL_SECONDS"),
+        ({"RESERVATION_TTL_SECONDS": "0"}, "RESERVATION_TTL_SECONDS"),
+        ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"MONGODB_URI": "localhost:27017"}, "MONGODB_URI"),
+        ({"ADMIN_EMAIL": "not-an-email"}, "ADMIN_EMAIL"),
+        ({"ENVIRONMENT": "staging"}, "ENVIRONMENT"),
+    ],
+)
+def test_bad_configuration_stops_start_up_naming_the_variable(
+    data_dir: Path, env: dict[str, str], variable: str
+) -> None:
+    base = _env(data_dir)
+    if "ADMIN_PASSWORD" not in env:
+        base.pop("ADMIN_PASSWORD")
+    result = subprocess.run(
+        [sys.executable, "-m", "flashsale", "serve", "--port", str(free_port())],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not data_dir.exists()  # refused before starting anything

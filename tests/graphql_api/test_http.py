@@ -1,0 +1,165 @@
+"""GraphQL over HTTP: media types, status codes, and refusals that never reach a resolver."""
+
+import re
+
+import httpx
+import pytest
+
+from graphql_api.graphiql import STATIC_DIR
+from models import Product
+from tests.conftest import error_codes
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+QUERY = "{ products(first: 1) { totalCount } }"
+
+
+async def test_application_json_is_the_default(client: httpx.AsyncClient) -> None:
+    response = await client.post("/graphql", json={"query": QUERY})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"data": {"products": {"totalCount": 0}}}
+
+
+@pytest.mark.parametrize(
+    ("accept", "media_type"),
+    [
+        (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+        (f"{GRAPHQL_RESPONSE}, application/json;q=0.9", GRAPHQL_RESPONSE),
+        (f"application/json, {GRAPHQL_RESPONSE}", "application/json"),
+        (f"application/json;q=0.5, {GRAPHQL_RESPONSE}", GRAPHQL_RESPONSE),
+        ("*/*", "application/json"),
+        ("application/json", "application/json"),
+    ],
+)
+async def test_accept_header_picks_the_media_type(
+    client: httpx.AsyncClient, accept: str, media_type: str
+) -> None:
+    response = await client.post("/graphql", json={"query": QUERY}, headers={"accept": accept})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == media_type
+
+
+async def test_unacceptable_accept_header_is_406(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql", json={"query": QUERY}, headers={"accept": "application/xml"}
+    )
+    assert response.status_code == 406
+    assert error_codes(response.json()) == ["NOT_ACCEPTABLE"]
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("{ products(first: 1) { totalCount }", "GRAPHQL_PARSE_FAILED"),
+        ("{ products(first: 1) { nope } }", "GRAPHQL_VALIDATION_FAILED"),
+    ],
+)
+async def test_request_errors_with_graphql_response_json_are_400_without_data(
+    client: httpx.AsyncClient, query: str, code: str
+) -> None:
+    strict = await client.post(
+        "/graphql", json={"query": query}, headers={"accept": GRAPHQL_RESPONSE}
+    )
+    legacy = await client.post("/graphql", json={"query": query})
+
+    assert strict.status_code == 400
+    assert "data" not in strict.json()
+    assert error_codes(strict.json()) == [code]
+    assert legacy.status_code == 200
+    assert error_codes(legacy.json()) == [code]
+
+
+async def test_bad_variables_with_graphql_response_json_are_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql",
+        json={
+            "query": "query Q($n: Int!) { products(first: $n) { totalCount } }",
+            "variables": {"n": "many"},
+        },
+        headers={"accept": GRAPHQL_RESPONSE},
+    )
+    assert response.status_code == 400
+    assert error_codes(response.json()) == ["BAD_USER_INPUT"]
+
+
+async def test_queries_work_over_get(client: httpx.AsyncClient) -> None:
+    response = await client.get("/graphql", params={"query": QUERY})
+    assert response.status_code == 200
+    assert response.json()["data"]["products"]["totalCount"] == 0
+
+
+async def test_mutations_over_get_are_405(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/graphql",
+        params={"query": 'mutation { login(email: "a@b.example", password: "x") { token } }'},
+    )
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert error_codes(response.json()) == ["METHOD_NOT_ALLOWED"]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b"\xff\xfe\x00garbage", "application/json"),
+        (b'"just a string"', "application/json"),
+        (b"[]", "application/json"),
+        (b'[{"query": "{ __typename }"}]', "application/json"),
+        (b'{"query": 42}', "application/json"),
+        (b'{"query": "{ __typename }", "variables": "nope"}', "application/json"),
+        (b"query=%7B__typename%7D", "application/x-www-form-urlencoded"),
+        (b"{ __typename }", "text/plain"),
+        (b"", "application/json"),
+        (b"{}", "application/json"),
+    ],
+)
+async def test_malformed_bodies_are_400_with_a_code(
+    client: httpx.AsyncClient, content: bytes, content_type: str
+) -> None:
+    response = await client.post(
+        "/graphql", content=content, headers={"content-type": content_type}
+    )
+    assert response.status_code == 400, response.text
+    assert error_codes(response.json()) == ["BAD_REQUEST"]
+    assert await Product.count() == 0
+
+
+async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
+    huge = "x" * (64 * 1024 + 1)
+    response = await client.post(
+        "/graphql",
+        json={
+            "query": "mutation R($e: String!) { login(email: $e, password: $e) { token } }",
+            "variables": {"e": huge},
+        },
+    )
+    assert response.status_code == 413
+    assert error_codes(response.json()) == ["PAYLOAD_TOO_LARGE"]
+
+
+async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
+    given = await client.post("/graphql", json={"query": QUERY}, headers={"x-request-id": "abc-1"})
+    made = await client.post("/graphql", json={"query": QUERY}, headers={"x-request-id": "<bad>"})
+    assert given.headers["x-request-id"] == "abc-1"
+    assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
+
+
+async def test_graphiql_page_uses_only_local_assets(client: httpx.AsyncClient) -> None:
+    page = await client.get("/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    assert "://" not in re.sub(r"//.*", "", page.text.split("<body>")[0])
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+    assert len(assets) == 6
+    for asset in assets:
+        served = await client.get(asset)
+        assert served.status_code == 200, asset
+        assert served.content == (STATIC_DIR / asset.removeprefix("/static/")).read_bytes()
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"redis": True, "mongodb": True}}
