@@ -2,8 +2,8 @@
 started as child processes on free loopback ports, their data kept under one folder.
 
 Used by `flashsale serve` / `flashsale seed` when `REDIS_URL` / `MONGODB_URI` are unset,
-and by the test suite. Both children die with the parent (PR_SET_PDEATHSIG on Linux), so a
-killed CLI leaves no server behind.
+and by the test suite. Both children stop when the parent dies (Redis through
+PR_SET_PDEATHSIG, SecantusDB by watching its parent id), so a killed CLI leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ class EmbeddedError(RuntimeError):
 
 
 def _die_with_parent() -> None:
-    """Runs in the child before exec: deliver SIGTERM to it when the parent dies."""
+    """Runs in the child before exec: deliver SIGTERM to it when the parent dies.
+
+    Linux sends it once per exiting thread of the parent, so the child may get several;
+    redis-server copes with that (SecantusDB does not: see mongo_server.py)."""
     with contextlib.suppress(OSError, AttributeError):
         pr_set_pdeathsig = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
@@ -175,25 +178,12 @@ def _start_mongo(data_dir: Path) -> tuple[_Child, str]:
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "secantus",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",  # the server binds a free port and logs it: no race
-            "--storage-path",
-            str(data_dir.resolve()),
-            "--log-level",
-            "INFO",
-        ],
+        # The server binds a free port and prints it: no race for the port.
+        [sys.executable, "-m", "flashsale.mongo_server", "--storage-path", str(data_dir.resolve())],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=_die_with_parent,
-        start_new_session=True,
-        cwd=str(data_dir),  # keep it from picking up a stray ./secantusd.toml
+        start_new_session=True,  # it watches for its parent's death itself
     )
     child = _Child("mongodb", process)
     assert process.stdout is not None

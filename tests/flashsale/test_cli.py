@@ -100,7 +100,7 @@ def test_serve_seeds_keeps_data_across_restarts_and_leaves_nothing_running(data_
     server = Server(data_dir)
     try:
         assert len(server.named("redis-server")) == 1
-        assert len(server.named("secantus")) == 1
+        assert len(server.named("flashsale.mongo_server")) == 1
         seeded = _product_names(server)
         assert {"Nimbus X phone", "Aero 14 laptop", "Pulse earbuds"} <= set(seeded)
 
@@ -147,7 +147,7 @@ def test_workers_share_one_pair_of_embedded_servers(data_dir: Path) -> None:
     server = Server(data_dir, "--workers", "2")
     try:
         assert len(server.named("redis-server")) == 1
-        assert len(server.named("secantus")) == 1
+        assert len(server.named("flashsale.mongo_server")) == 1
         workers = [p for p in server.tree if "multiprocessing" in " ".join(p.cmdline())]
         assert len(workers) >= 2
         assert len(_product_names(server)) == 6
@@ -157,7 +157,7 @@ def test_workers_share_one_pair_of_embedded_servers(data_dir: Path) -> None:
 
 def test_a_killed_cli_takes_its_servers_with_it(data_dir: Path) -> None:
     server = Server(data_dir)
-    servers = server.named("redis-server") + server.named("secantus")
+    servers = server.named("redis-server") + server.named("flashsale.mongo_server")
     assert len(servers) == 2
     server.stop(signal.SIGKILL)  # asserts that every child is gone
     assert not any(p.is_running() for p in servers)

@@ -1,0 +1,57 @@
+"""Runs the embedded SecantusDB server (`python -m flashsale.mongo_server`).
+
+Our own launcher rather than `secantusd-py`, because its signal handler stops the server
+re-entrantly: a second SIGTERM while the first is being handled deadlocks it. Here the
+handler only sets a flag, the main thread stops the server exactly once, and the server also
+stops when the process that started it dies (its parent id changes).
+"""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from types import FrameType
+
+from secantus import SecantusDBServer
+
+_stop_requested = False
+
+
+def _request_stop(signum: int, frame: FrameType | None) -> None:
+    global _stop_requested
+    _stop_requested = True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--storage-path", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+
+    parent = os.getppid()
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
+    server = SecantusDBServer(
+        host=args.host,
+        port=args.port,
+        storage_path=args.storage_path,
+        enable_test_commands=False,
+        ttl_sweep_seconds=60.0,
+    )
+    server.start()
+    host, port = server.address
+    print(f"listening on {host}:{port}", flush=True)  # noqa: T201 - read by the parent
+    try:
+        while not _stop_requested and os.getppid() == parent:
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
