@@ -80,13 +80,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_example_secrets_in_production(self) -> Self:
-        if self.environment is Environment.PRODUCTION:
-            if self.jwt_secret == EXAMPLE_JWT_SECRET or len(self.jwt_secret) < 32:
-                raise ValueError(
-                    "JWT_SECRET: set a random secret of at least 32 characters in production"
-                )
-            if self.admin_password == EXAMPLE_ADMIN_PASSWORD:
-                raise ValueError("ADMIN_PASSWORD: the example password is refused in production")
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        problems = []
+        if self.jwt_secret == EXAMPLE_JWT_SECRET or len(self.jwt_secret) < 32:
+            problems.append("JWT_SECRET: set a random secret of at least 32 characters")
+        if self.admin_password == EXAMPLE_ADMIN_PASSWORD:
+            problems.append("ADMIN_PASSWORD: the example password is refused")
+        if problems:
+            raise ValueError("; ".join(problems) + " (ENVIRONMENT=production)")
         return self
 
     @property

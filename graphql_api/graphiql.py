@@ -28,11 +28,15 @@ GRAPHIQL_HTML = f"""<!doctype html>
     const fetcher = GraphiQL.createFetcher({{
       url: url.toString(), subscriptionUrl: wsUrl.toString(),
     }});
-    const defaultQuery = `# flashsale GraphQL API. Sign in with the login mutation, then put
-# {{"Authorization": "Bearer <token>"}} in the Headers tab below.
+    const defaultQuery = `# flashsale GraphQL API.
+# Sign in with the login mutation, then add
+#   {{"Authorization": "Bearer <token>"}}
+# under Headers below.
 query Products {{
   products(first: 10) {{
-    edges {{ node {{ id name price available reserved sold onSale }} }}
+    edges {{
+      node {{ id name price available reserved sold onSale }}
+    }}
     pageInfo {{ hasNextPage endCursor }}
   }}
 }}

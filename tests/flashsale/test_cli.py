@@ -1,79 +1,25 @@
 """The `flashsale` command as a user runs it: real processes, real ports, real signals."""
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import psutil
 import pytest
 
 from flashsale.embedded import free_port
+from tests.processes import ServerProcess, base_env
 
 ADMIN_PASSWORD = "cli-admin-password"
-START_TIMEOUT = 60.0
 
 
-def _env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "REDIS_URL")}
-    env.update(DATA_DIR=str(data_dir), ADMIN_PASSWORD=ADMIN_PASSWORD, LOG_LEVEL="WARNING")
-    env.update(extra)
-    return env
+def _env(data_dir: Path) -> dict[str, str]:
+    return base_env(DATA_DIR=str(data_dir), ADMIN_PASSWORD=ADMIN_PASSWORD)
 
 
-class Server:
-    def __init__(self, data_dir: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "flashsale", "serve", "--port", str(self.port), *args],
-            env=_env(data_dir),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._wait_ready()
-        self.tree = psutil.Process(self.process.pid).children(recursive=True)
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.output()
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)  # polling a condition, bounded by the deadline
-        raise AssertionError(f"server not ready:\n{self.output()}")
-
-    def output(self) -> str:
-        if self.process.poll() is None:
-            return "(still running)"
-        assert self.process.stdout is not None
-        return self.process.stdout.read()
-
-    def named(self, fragment: str) -> list[psutil.Process]:
-        return [p for p in self.tree if fragment in " ".join(p.cmdline())]
-
-    def gql(self, query: str, token: str | None = None) -> dict:  # type: ignore[type-arg]
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = httpx.post(f"{self.url}/graphql", json={"query": query}, headers=headers)
-        return response.json()  # type: ignore[no-any-return]
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        code = self.process.wait(timeout=60)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
-        _, alive = psutil.wait_procs(self.tree, timeout=30)
-        assert alive == [], f"left running: {alive}"
-        return code
+def Server(data_dir: Path, *args: str) -> ServerProcess:  # noqa: N802 - reads as a class
+    return ServerProcess(_env(data_dir), *args)
 
 
 @pytest.fixture
@@ -81,7 +27,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     return tmp_path / "data"
 
 
-def _login_admin(server: Server) -> str:
+def _login_admin(server: ServerProcess) -> str:
     body = server.gql(
         f'mutation {{ login(email: "admin@flashsale.example", password: "{ADMIN_PASSWORD}")'
         " { token errors { code } } }"
@@ -91,7 +37,7 @@ def _login_admin(server: Server) -> str:
     return token
 
 
-def _product_names(server: Server) -> list[str]:
+def _product_names(server: ServerProcess) -> list[str]:
     body = server.gql("{ products(first: 100) { edges { node { name } } } }")
     return [edge["node"]["name"] for edge in body["data"]["products"]["edges"]]
 

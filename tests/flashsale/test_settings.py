@@ -10,6 +10,13 @@ def test_defaults_are_the_development_ones() -> None:
     assert settings.jwt_secret == EXAMPLE_JWT_SECRET
 
 
+def test_production_names_every_example_secret_at_once() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        load_settings(environment="production", _env_file=None)
+    assert "JWT_SECRET" in str(refused.value)
+    assert "ADMIN_PASSWORD" in str(refused.value)
+
+
 def test_production_needs_real_secrets() -> None:
     with pytest.raises(ConfigurationError, match="JWT_SECRET"):
         load_settings(environment="production", admin_password="real", _env_file=None)

@@ -1,0 +1,76 @@
+"""`flashsale serve` as a real child process, for tests that need the whole thing."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import psutil
+
+from flashsale.embedded import free_port
+
+START_TIMEOUT = 60.0
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "REDIS_URL")}
+    env["LOG_LEVEL"] = "WARNING"
+    env.update(extra)
+    return env
+
+
+class ServerProcess:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flashsale", "serve", "--port", str(self.port), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._wait_ready()
+        self.tree = psutil.Process(self.process.pid).children(recursive=True)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)  # polling a condition, bounded by the deadline
+        self.stop(signal.SIGKILL)
+        raise AssertionError(f"server not ready in {START_TIMEOUT}s:\n{self.output()}")
+
+    def output(self) -> str:
+        if self.process.poll() is None or self.process.stdout is None:
+            return "(still running)"
+        return self.process.stdout.read()
+
+    def named(self, fragment: str) -> list[psutil.Process]:
+        return [p for p in self.tree if fragment in " ".join(p.cmdline())]
+
+    def gql(self, query: str, token: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = httpx.post(f"{self.url}/graphql", json={"query": query}, headers=headers)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop it with `sig`; asserts that every process it started is gone too."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=60)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        _, alive = psutil.wait_procs(getattr(self, "tree", []), timeout=30)
+        assert alive == [], f"left running: {alive}"
+        return code
