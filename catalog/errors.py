@@ -28,7 +28,7 @@ class StockBelowCommitted(CatalogError):
     def __init__(self, requested: int, committed: int) -> None:
         super().__init__(
             CatalogErrorCode.STOCK_BELOW_COMMITTED,
-            f"total stock {requested} is below the {committed} units already sold",
+            f"total stock {requested} is below the {committed} units already sold or held",
             "totalStock",
         )
         self.requested = requested

@@ -7,7 +7,7 @@ lose an update or push total stock below what is already sold.
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -76,7 +76,18 @@ def on_sale_filter(now: datetime, on_sale: bool) -> dict[str, Any]:
     return {"$or": [{"sale_starts_at": {"$gt": now}}, {"sale_ends_at": {"$lte": now}}]}
 
 
+class StockRules(Protocol):
+    """What the catalog needs from the reservation engine to keep Redis in step."""
+
+    async def lower_total(self, product_id: ObjectId, total: int) -> int | None: ...
+
+    async def sync_rules(self, product: dict[str, Any], *, force: bool = False) -> None: ...
+
+
 class CatalogService:
+    def __init__(self, stock: StockRules | None = None) -> None:
+        self.stock = stock
+
     async def create(self, draft: ProductDraft) -> Product:
         product = Product(
             name=draft.name,
@@ -131,26 +142,45 @@ class CatalogService:
         if "total_stock" in updates:
             guards.append({"sold": {"$lte": updates["total_stock"]}})
         guards.extend(self._window_guards(updates))
+        if self.stock is not None and "total_stock" in updates:
+            # Holds live in Redis: a drop in total stock is checked (and applied) there first.
+            committed = await self.stock.lower_total(product_id, updates["total_stock"])
+            if committed is not None:
+                raise StockBelowCommitted(updates["total_stock"], committed)
         updates["updated_at"] = utcnow()
-        document = await Product.get_pymongo_collection().find_one_and_update(
-            {"$and": guards}, {"$set": updates}, return_document=ReturnDocument.AFTER
+        collection = Product.get_pymongo_collection()
+        document = await collection.find_one_and_update(
+            {"$and": guards},
+            {"$set": updates, "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER,
         )
         if document is None:
+            if self.stock is not None and "total_stock" in updates:
+                # Refused after Redis took the drop: put Redis back to what MongoDB holds.
+                current = await collection.find_one({"_id": product_id})
+                if current is not None:
+                    await self.stock.sync_rules(current, force=True)
             await self._explain_refusal(product_id, updates)
+        await self._synced(document)
         return _product(document)
+
+    async def _synced(self, document: dict[str, Any]) -> None:
+        if self.stock is not None:
+            await self.stock.sync_rules(document)
 
     async def restock(self, product_id: ObjectId, quantity: int) -> Product:
         """Atomically add `quantity` units to the total stock."""
         rules.check_range("quantity", quantity, 1, rules.STOCK_MAX)
         document = await Product.get_pymongo_collection().find_one_and_update(
             {"_id": product_id, "total_stock": {"$lte": rules.STOCK_MAX - quantity}},
-            {"$inc": {"total_stock": quantity}, "$set": {"updated_at": utcnow()}},
+            {"$inc": {"total_stock": quantity, "version": 1}, "$set": {"updated_at": utcnow()}},
             return_document=ReturnDocument.AFTER,
         )
         if document is None:
             if await Product.get(product_id) is None:
                 raise ProductNotFound(product_id)
             raise InvalidInput("quantity", f"total stock would exceed {rules.STOCK_MAX}")
+        await self._synced(document)
         return _product(document)
 
     @staticmethod

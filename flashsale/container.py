@@ -14,6 +14,9 @@ from accounts.tokens import TokenService
 from catalog.service import CatalogService
 from flashsale.settings import Settings
 from models import DOCUMENT_MODELS
+from reservations.background import BackgroundTasks
+from reservations.persister import ChangeLogPersister
+from reservations.service import ReservationEngine
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -25,6 +28,8 @@ class Services:
     redis: Redis
     accounts: AccountService
     catalog: CatalogService
+    engine: ReservationEngine
+    background: BackgroundTasks
 
     async def readiness(self) -> dict[str, bool]:
         """Whether Redis and MongoDB answer, each within a short timeout."""
@@ -42,6 +47,7 @@ class Services:
         return {"redis": redis_ok, "mongodb": mongo_ok}
 
     async def close(self) -> None:
+        await self.background.stop()
         with contextlib.suppress(Exception):
             # The pool was passed in, so aclose() would leave its sockets open by default.
             await self.redis.aclose(close_connection_pool=True)
@@ -61,10 +67,16 @@ async def build_services(settings: Settings) -> Services:
         )
     )
     tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_seconds)
+    database = mongo[settings.mongodb_db]
+    engine = ReservationEngine(
+        redis, database, default_hold_seconds=settings.reservation_ttl_seconds
+    )
     return Services(
         settings=settings,
         mongo=mongo,
         redis=redis,
         accounts=AccountService(tokens, Passwords()),
-        catalog=CatalogService(),
+        catalog=CatalogService(stock=engine),
+        engine=engine,
+        background=BackgroundTasks(engine, ChangeLogPersister(redis, database), database),
     )

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".flashsale")
 
     reservation_ttl_seconds: int = Field(default=600, ge=5, le=86_400)
+    # Expiry, change-log persister and checkout recovery in this process (any number of
+    # processes may run them at once).
+    background_tasks: bool = True
 
     jwt_secret: str = EXAMPLE_JWT_SECRET
     jwt_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)

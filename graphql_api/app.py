@@ -29,6 +29,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = services is None
         app.state.services = services or await build_services(settings)
+        if own and settings.background_tasks:
+            await app.state.services.background.start()
         try:
             yield
         finally:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from bson import ObjectId
 from starlette.requests import HTTPConnection
 
 from accounts.errors import InvalidToken
@@ -51,6 +52,12 @@ class Context:
         if claims is None:
             raise unauthenticated()
         return claims
+
+    def owner_scope(self) -> ObjectId | None:
+        """Whose reservations the caller may see or act on: their own, or (None) anyone's
+        for an admin."""
+        claims = self.require_claims()
+        return None if claims.is_admin else claims.user_id
 
     async def current_user(self) -> User:
         if self._user is None:

@@ -21,6 +21,8 @@ from graphql_api.catalog.mutations import CatalogMutations
 from graphql_api.catalog.queries import CatalogQueries
 from graphql_api.common import MONEY_SCALAR, Money
 from graphql_api.errors import ErrorCodes
+from graphql_api.reservations.mutations import ReservationMutations
+from graphql_api.reservations.queries import ReservationQueries
 
 
 class _ParserCache(ParserCache):
@@ -48,8 +50,8 @@ class _Schema(strawberry.Schema):
         ErrorCodes logs the unexpected ones with their request id."""
 
 
-Query = merge_types("Query", (CatalogQueries, AccountQueries))
-Mutation = merge_types("Mutation", (AccountMutations, CatalogMutations))
+Query = merge_types("Query", (CatalogQueries, ReservationQueries, AccountQueries))
+Mutation = merge_types("Mutation", (AccountMutations, CatalogMutations, ReservationMutations))
 
 
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:

@@ -16,6 +16,7 @@ class Product(Document):
     price_cents: int = Field(ge=0)
     total_stock: int = Field(ge=0)
     sold: int = Field(default=0, ge=0)
+    version: int = 0  # bumped by every admin change, so Redis applies syncs in order
     max_per_customer: int = Field(ge=1)
     hold_seconds: int | None = None  # None: the RESERVATION_TTL_SECONDS default
     sale_starts_at: datetime | None = None

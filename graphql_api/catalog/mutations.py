@@ -5,7 +5,12 @@ from strawberry.types import Info
 
 from catalog.errors import CatalogError
 from catalog.validation import ProductDraft
-from graphql_api.catalog.types import Product, ProductInput, ProductPayload, ProductUpdateInput
+from graphql_api.catalog.types import (
+    ProductInput,
+    ProductPayload,
+    ProductUpdateInput,
+    with_counters,
+)
 from graphql_api.common import parse_id, problem
 from graphql_api.context import Context
 from graphql_api.permissions import IsAdmin
@@ -33,7 +38,7 @@ class CatalogMutations:
             sale_ends_at=input.sale_ends_at,
         )
         product = await info.context.services.catalog.create(draft)
-        return ProductPayload(product=Product.from_document(product))
+        return ProductPayload(product=(await with_counters(info, [product]))[0])
 
     @strawberry.mutation(permission_classes=[IsAdmin], description="Admin: change a product.")
     async def update_product(
@@ -44,7 +49,7 @@ class CatalogMutations:
             product = await info.context.services.catalog.update(product_id, _given(input))
         except CatalogError as error:
             return ProductPayload(errors=[problem(error)])
-        return ProductPayload(product=Product.from_document(product))
+        return ProductPayload(product=(await with_counters(info, [product]))[0])
 
     @strawberry.mutation(permission_classes=[IsAdmin], description="Admin: add units to stock.")
     async def restock(
@@ -55,4 +60,4 @@ class CatalogMutations:
             product = await info.context.services.catalog.restock(product_id, quantity)
         except CatalogError as error:
             return ProductPayload(errors=[problem(error)])
-        return ProductPayload(product=Product.from_document(product))
+        return ProductPayload(product=(await with_counters(info, [product]))[0])

@@ -3,7 +3,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from graphql_api.catalog.types import Product, ProductConnection, ProductEdge
+from graphql_api.catalog.types import Product, ProductConnection, ProductEdge, with_counters
 from graphql_api.common import PageInfo, decode_cursor, encode_cursor, parse_id
 from graphql_api.context import Context
 
@@ -28,9 +28,10 @@ class CatalogQueries:
             after=decode_cursor(after) if after is not None else None,
             on_sale=on_sale,
         )
+        nodes = await with_counters(info, page.products)
         edges = [
-            ProductEdge(cursor=encode_cursor(p.id), node=Product.from_document(p))  # type: ignore[arg-type]
-            for p in page.products
+            ProductEdge(cursor=encode_cursor(document.id), node=node)  # type: ignore[arg-type]
+            for document, node in zip(page.products, nodes, strict=True)
         ]
         return ProductConnection(
             edges=edges,
@@ -44,4 +45,4 @@ class CatalogQueries:
     @strawberry.field(description="One product; null when there is none with this id.")
     async def product(self, info: Info[Context, None], id: strawberry.ID) -> Product | None:
         found = await info.context.services.catalog.get(parse_id(id))
-        return Product.from_document(found) if found else None
+        return (await with_counters(info, [found]))[0] if found else None

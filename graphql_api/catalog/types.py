@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from datetime import datetime
 
 import strawberry
@@ -8,6 +9,7 @@ from graphql_api.common import Money, PageInfo, Problem
 from graphql_api.context import Context
 from models import Product as ProductDocument
 from models.common import utcnow
+from reservations.service import StockCounters
 
 
 @strawberry.type(description="A product on sale. Money is exact: a decimal string.")
@@ -38,23 +40,35 @@ class Product:
         return self._hold_seconds or info.context.services.settings.reservation_ttl_seconds
 
     @classmethod
-    def from_document(cls, product: ProductDocument) -> "Product":
+    def from_document(
+        cls, product: ProductDocument, counters: StockCounters | None = None
+    ) -> "Product":
+        """`counters`: the live ones from Redis; without them, what MongoDB knows (no holds)."""
+        live = counters or StockCounters(product.total_stock, product.sold, 0)
         return cls(
             id=strawberry.ID(str(product.id)),
             name=product.name,
             description=product.description,
             price=Money(price_of(product)),
-            total_stock=product.total_stock,
+            total_stock=live.total,
             max_per_customer=product.max_per_customer,
             sale_starts_at=product.sale_starts_at,
             sale_ends_at=product.sale_ends_at,
             created_at=product.created_at,
             updated_at=product.updated_at,
-            sold=product.sold,
-            reserved=0,  # no holds until the reservation engine lands
-            available=product.total_stock - product.sold,
+            sold=live.sold,
+            reserved=live.reserved,
+            available=live.available,
             _hold_seconds=product.hold_seconds,
         )
+
+
+async def with_counters(
+    info: Info[Context, None], documents: Sequence[ProductDocument]
+) -> list[Product]:
+    """GraphQL products with live counters, read for all of them in one Redis round trip."""
+    counters = await info.context.services.engine.counters(d.id for d in documents if d.id)
+    return [Product.from_document(d, counters.get(d.id)) for d in documents]  # type: ignore[arg-type]
 
 
 @strawberry.type

@@ -154,20 +154,37 @@ async def test_update_changes_only_the_given_fields(gql: GraphQL, admin_token: s
     assert updated["holdSeconds"] == 600
 
 
-async def test_total_stock_cannot_drop_below_sold(gql: GraphQL, admin_token: str) -> None:
-    product = await _create(gql, admin_token)
-    await Product.get_pymongo_collection().update_one(
-        {"_id": ObjectId(product["id"])}, {"$set": {"sold": 4}}
+async def test_total_stock_cannot_drop_below_sold_and_held(
+    gql: GraphQL, admin_token: str, customer_token: str
+) -> None:
+    product = await _create(gql, admin_token, maxPerCustomer=10)
+    reserve = """mutation R($p: ID!, $q: Int!) {
+      reserve(productId: $p, quantity: $q) { reservation { id } } }"""
+    bought = await gql(reserve, {"p": product["id"], "q": 4}, token=customer_token)
+    rid = bought["data"]["reserve"]["reservation"]["id"]
+    await gql(
+        "mutation C($r: ID!) { checkout(reservationId: $r) { order { id } } }",
+        {"r": rid},
+        token=customer_token,
     )
+    await gql(reserve, {"p": product["id"], "q": 2}, token=customer_token)  # held, not sold
     before = await _snapshot()
-    body = await gql(UPDATE, {"id": product["id"], "input": {"totalStock": 3}}, token=admin_token)
+
+    body = await gql(UPDATE, {"id": product["id"], "input": {"totalStock": 5}}, token=admin_token)
+
     assert body["data"]["updateProduct"] == {
         "product": None,
         "errors": [{"code": "STOCK_BELOW_COMMITTED", "field": "totalStock"}],
     }
     assert await _snapshot() == before
-    body = await gql(UPDATE, {"id": product["id"], "input": {"totalStock": 4}}, token=admin_token)
-    assert body["data"]["updateProduct"]["product"]["available"] == 0
+    body = await gql(UPDATE, {"id": product["id"], "input": {"totalStock": 6}}, token=admin_token)
+    updated = body["data"]["updateProduct"]["product"]
+    assert (updated["totalStock"], updated["sold"], updated["reserved"], updated["available"]) == (
+        6,
+        4,
+        2,
+        0,
+    )
 
 
 async def test_sale_window_stays_ordered_on_partial_updates(gql: GraphQL, admin_token: str) -> None:

@@ -1,0 +1,74 @@
+"""Checks SPEC.md's invariants for products, in Redis and MongoDB. Used by the tests, the
+benchmark and operators. Run it at rest (after the persister has drained the logs)."""
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bson import ObjectId
+
+from models import ReservationStatus
+from reservations.keys import ProductKeys
+from reservations.service import ReservationEngine, _text
+
+
+@dataclass
+class AuditReport:
+    products: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def audit(engine: ReservationEngine, product_ids: Iterable[ObjectId]) -> AuditReport:
+    report = AuditReport()
+    database = engine.database
+    for product_id in product_ids:
+        report.products += 1
+        keys = ProductKeys(product_id)
+        stock = {
+            _text(k): int(_text(v))
+            for k, v in (await engine.redis.hgetall(keys.stock)).items()
+            if _text(k) in ("total", "sold", "reserved")
+        }
+        product = await database["products"].find_one({"_id": product_id})
+        if product is None or not stock:
+            report.problems.append(f"{product_id}: missing (mongo={product is not None})")
+            continue
+        total, sold, reserved = stock["total"], stock["sold"], stock["reserved"]
+        where = f"product {product_id}"
+        if sold + reserved > total:
+            report.problems.append(f"{where}: OVERSOLD sold {sold} + reserved {reserved} > {total}")
+        if min(sold, reserved) < 0:
+            report.problems.append(f"{where}: negative counter sold {sold} reserved {reserved}")
+        holds = [json.loads(_text(v)) for v in (await engine.redis.hgetall(keys.holds)).values()]
+        held = sum(h["q"] for h in holds if h["s"] == ReservationStatus.ACTIVE.value)
+        if held != reserved:
+            report.problems.append(f"{where}: reserved {reserved} != active holds in Redis {held}")
+        if product["sold"] != sold or product["total_stock"] != total:
+            report.problems.append(
+                f"{where}: Redis total/sold {total}/{sold} != MongoDB "
+                f"{product['total_stock']}/{product['sold']}"
+            )
+        ordered = 0
+        async for order in database["orders"].find({"product_id": product_id}):
+            ordered += order["quantity"]
+            reservation = await database["reservations"].find_one({"_id": order["reservation_id"]})
+            if reservation is None or reservation["status"] != ReservationStatus.COMPLETED.value:
+                report.problems.append(f"{where}: order {order['_id']} without a COMPLETED hold")
+        if ordered != product["sold"]:
+            report.problems.append(
+                f"{where}: orders add up to {ordered}, sold is {product['sold']}"
+            )
+        active = 0
+        async for document in database["reservations"].find(
+            {"product_id": product_id, "status": ReservationStatus.ACTIVE.value}
+        ):
+            active += document["quantity"]
+        if active != reserved:
+            report.problems.append(
+                f"{where}: ACTIVE reservations in MongoDB {active} != reserved in Redis {reserved}"
+            )
+    return report

@@ -1,0 +1,80 @@
+"""The engine's background loops, run in every API process or in a worker (same code):
+expiry, the change-log persister, recovery of abandoned checkouts, and reconciliation of
+products missing from Redis. Each loop survives errors (logged) and stops on cancel."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
+
+from reservations.persister import ChangeLogPersister
+from reservations.service import ReservationEngine
+
+logger = logging.getLogger("flashsale.background")
+
+EXPIRY_TICK_SECONDS = 0.2
+PERSIST_TICK_SECONDS = 0.1
+RECOVERY_TICK_SECONDS = 5.0
+PRODUCTS_REFRESH_SECONDS = 2.0
+
+
+class BackgroundTasks:
+    def __init__(
+        self,
+        engine: ReservationEngine,
+        persister: ChangeLogPersister,
+        database: AsyncDatabase[dict[str, Any]],
+    ) -> None:
+        self.engine = engine
+        self.persister = persister
+        self._products = database["products"]
+        self.product_ids: list[ObjectId] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def refresh_products(self) -> list[ObjectId]:
+        self.product_ids = [doc["_id"] async for doc in self._products.find({}, {"_id": 1})]
+        return self.product_ids
+
+    async def start(self) -> None:
+        await self.refresh_products()
+        await self.engine.reconcile(self.product_ids)
+        loops: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = [
+            ("products", PRODUCTS_REFRESH_SECONDS, self.refresh_products),
+            ("expiry", EXPIRY_TICK_SECONDS, lambda: self.engine.expire_due(self.product_ids)),
+            ("persister", PERSIST_TICK_SECONDS, lambda: self.persister.run_once(self.product_ids)),
+            ("recovery", RECOVERY_TICK_SECONDS, self._recover),
+        ]
+        self._tasks = [
+            asyncio.create_task(self._loop(name, every, step), name=f"flashsale-{name}")
+            for name, every, step in loops
+        ]
+
+    async def _recover(self) -> None:
+        await self.engine.reconcile(self.product_ids)
+        await self.engine.recover_claims(self.product_ids)
+
+    @staticmethod
+    async def _loop(name: str, every: float, step: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("background %s step failed; retrying", name)
+            await asyncio.sleep(every)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        # Hand nothing back half-done: persist what is already in the logs.
+        with contextlib.suppress(Exception):
+            await self.persister.run_once(self.product_ids)

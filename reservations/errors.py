@@ -1,0 +1,98 @@
+from enum import StrEnum
+
+from bson import ObjectId
+
+
+class ReservationErrorCode(StrEnum):
+    OUT_OF_STOCK = "OUT_OF_STOCK"
+    LIMIT_PER_CUSTOMER = "LIMIT_PER_CUSTOMER"
+    SALE_NOT_ACTIVE = "SALE_NOT_ACTIVE"
+    RESERVATION_NOT_FOUND = "RESERVATION_NOT_FOUND"
+    RESERVATION_EXPIRED = "RESERVATION_EXPIRED"
+    RESERVATION_NOT_ACTIVE = "RESERVATION_NOT_ACTIVE"
+    CHECKOUT_IN_PROGRESS = "CHECKOUT_IN_PROGRESS"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+
+class ReservationError(Exception):
+    """An expected outcome of a reservation operation; nothing was changed."""
+
+    def __init__(
+        self,
+        code: ReservationErrorCode,
+        message: str,
+        field: str | None = None,
+        available: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.available = available
+
+
+class OutOfStock(ReservationError):
+    def __init__(self, available: int) -> None:
+        super().__init__(
+            ReservationErrorCode.OUT_OF_STOCK,
+            f"only {available} left",
+            "quantity",
+            available=available,
+        )
+
+
+class LimitPerCustomer(ReservationError):
+    def __init__(self, limit: int, already: int) -> None:
+        super().__init__(
+            ReservationErrorCode.LIMIT_PER_CUSTOMER,
+            f"at most {limit} per customer; you already hold or bought {already}",
+            "quantity",
+        )
+
+
+class SaleNotActive(ReservationError):
+    def __init__(self) -> None:
+        super().__init__(ReservationErrorCode.SALE_NOT_ACTIVE, "the sale is not open now")
+
+
+class ReservationNotFound(ReservationError):
+    def __init__(self, reservation: object) -> None:
+        super().__init__(
+            ReservationErrorCode.RESERVATION_NOT_FOUND, f"no reservation {reservation}", "id"
+        )
+
+
+class ReservationExpired(ReservationError):
+    def __init__(self) -> None:
+        super().__init__(ReservationErrorCode.RESERVATION_EXPIRED, "the hold has expired")
+
+
+class ReservationNotActive(ReservationError):
+    def __init__(self, status: str) -> None:
+        super().__init__(
+            ReservationErrorCode.RESERVATION_NOT_ACTIVE, f"the reservation is {status}"
+        )
+        self.status = status
+
+
+class CheckoutInProgress(ReservationError):
+    def __init__(self) -> None:
+        super().__init__(
+            ReservationErrorCode.CHECKOUT_IN_PROGRESS,
+            "a checkout of this reservation is in progress",
+        )
+
+
+class ServiceUnavailable(ReservationError):
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            ReservationErrorCode.SERVICE_UNAVAILABLE, f"{what} is unavailable: try again"
+        )
+
+
+class ProductMissing(Exception):
+    """The product does not exist (reported by the caller as PRODUCT_NOT_FOUND)."""
+
+    def __init__(self, product_id: ObjectId) -> None:
+        super().__init__(str(product_id))
+        self.product_id = product_id

@@ -1,0 +1,179 @@
+"""Records every hold's state in MongoDB from the per-product change logs (Redis streams).
+
+At-least-once and idempotent: entries are read through a consumer group, written with
+upserts whose filters keep terminal states final, then acknowledged. Entries left pending by
+a dead process are claimed by another after a while. Ended holds are then dropped from Redis.
+"""
+
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bson import ObjectId
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from models import ReservationStatus
+from reservations.keys import ProductKeys
+from reservations.scripts import Scripts
+from reservations.service import Clock, system_clock, to_datetime
+
+logger = logging.getLogger("flashsale.persister")
+
+GROUP = "persister"
+BATCH = 500
+STALE_PENDING_MS = 30_000
+
+
+@dataclass
+class PersisterStats:
+    """Lag from a change in Redis to its record in MongoDB, over everything persisted."""
+
+    entries: int = 0
+    lag_ms: list[int] = field(default_factory=list)
+
+    def add(self, lag: int) -> None:
+        self.entries += 1
+        self.lag_ms.append(lag)
+        del self.lag_ms[:-10_000]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _entries(reply: Any) -> list[Any]:
+    """The entries of a one-stream XREADGROUP reply (RESP2: a list, RESP3: a dict)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return list(next(iter(reply.values())))
+    return list(reply[0][1])
+
+
+class ChangeLogPersister:
+    def __init__(
+        self,
+        redis: Redis,
+        database: AsyncDatabase[dict[str, Any]],
+        *,
+        clock: Clock = system_clock,
+        consumer: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.scripts = Scripts(redis)
+        self._reservations = database["reservations"]
+        self.clock = clock
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.stats = PersisterStats()
+        self._groups: set[ObjectId] = set()
+
+    async def run_once(self, product_ids: Iterable[ObjectId]) -> int:
+        """Persist what is waiting in these products' logs; returns how many entries."""
+        done = 0
+        for product_id in product_ids:
+            done += await self._drain(product_id)
+        return done
+
+    async def _ensure_group(self, keys: ProductKeys) -> None:
+        if keys.product_id in self._groups:
+            return
+        try:
+            await self.redis.xgroup_create(keys.log, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(keys.product_id)
+
+    async def _drain(self, product_id: ObjectId) -> int:
+        keys = ProductKeys(product_id)
+        await self._ensure_group(keys)
+        total = 0
+        while True:
+            try:
+                reply = await self.redis.xreadgroup(
+                    GROUP, self.consumer, {keys.log: ">"}, count=BATCH
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._groups.discard(product_id)  # the stream was lost with Redis' data
+                await self._ensure_group(keys)
+                continue
+            entries = _entries(reply)
+            if not entries:
+                # Entries a dead process read but never acknowledged.
+                reply = await self.redis.xautoclaim(
+                    keys.log, GROUP, self.consumer, STALE_PENDING_MS, "0-0", count=BATCH
+                )
+                entries = list(reply[1])
+            if not entries:
+                return total
+            await self._persist(keys, entries)
+            total += len(entries)
+
+    async def _persist(self, keys: ProductKeys, entries: list[Any]) -> None:
+        operations: list[UpdateOne] = []
+        ended: list[str] = []
+        now = self.clock()
+        for entry_id, raw in entries:
+            data = {_text(k): _text(v) for k, v in raw.items()}
+            hold_id = ObjectId(data["r"])
+            status = ReservationStatus(data["e"])
+            operations.append(
+                UpdateOne(
+                    {"_id": hold_id},
+                    {
+                        "$setOnInsert": {
+                            "product_id": keys.product_id,
+                            "customer_id": ObjectId(data["c"]),
+                            "quantity": int(data["q"]),
+                            "status": ReservationStatus.ACTIVE.value,
+                            "idempotency_key": data["k"] or None,
+                            "created_at": to_datetime(int(data["cr"])),
+                            "expires_at": to_datetime(int(data["ex"])),
+                        }
+                    },
+                    upsert=True,
+                )
+            )
+            if status is not ReservationStatus.ACTIVE:
+                # Only an ACTIVE record may end, so a terminal state never changes again.
+                operations.append(
+                    UpdateOne(
+                        {"_id": hold_id, "status": ReservationStatus.ACTIVE.value},
+                        {
+                            "$set": {
+                                "status": status.value,
+                                "ended_at": to_datetime(int(data["at"])),
+                            }
+                        },
+                    )
+                )
+                ended.append(data["r"])
+            self.stats.add(now - int(_text(entry_id).split("-")[0]))
+        await self._reservations.bulk_write(operations, ordered=True)
+        ids = [entry_id for entry_id, _ in entries]
+        await self.redis.xack(keys.log, GROUP, *ids)
+        if ended:
+            await self.scripts.run("forget", [keys.holds], ended)
+        await self._trim(keys)
+
+    async def _trim(self, keys: ProductKeys) -> None:
+        """Drop log entries every consumer has acknowledged."""
+        pending = await self.redis.xpending(keys.log, GROUP)
+        if pending["pending"]:
+            oldest = _text(pending["min"])
+        else:
+            groups = await self.redis.xinfo_groups(keys.log)
+            oldest = next(
+                _text(g["last-delivered-id"]) for g in groups if _text(g["name"]) == GROUP
+            )
+            millis, sequence = oldest.split("-")
+            oldest = f"{millis}-{int(sequence) + 1}"
+        await self.redis.xtrim(keys.log, minid=oldest, approximate=False)

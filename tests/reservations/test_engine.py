@@ -1,0 +1,402 @@
+"""The engine against real Redis and MongoDB-protocol servers, with a controlled clock."""
+
+import asyncio
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from bson import ObjectId
+
+from flashsale.container import Services
+from models import Order, Product, Reservation, ReservationStatus
+from reservations.audit import audit
+from reservations.errors import (
+    CheckoutInProgress,
+    LimitPerCustomer,
+    OutOfStock,
+    ProductMissing,
+    ReservationExpired,
+    ReservationNotActive,
+    ReservationNotFound,
+    SaleNotActive,
+)
+from reservations.keys import ProductKeys
+from reservations.persister import ChangeLogPersister
+from reservations.service import ReservationEngine, StockCounters, to_datetime
+from tests.reservations.conftest import Clock, make_product
+
+ANN, BOB = ObjectId(), ObjectId()
+
+
+async def counters(engine: ReservationEngine, product_id: ObjectId) -> StockCounters:
+    return (await engine.counters([product_id]))[product_id]
+
+
+async def test_reserve_holds_stock_until_the_deadline(
+    engine: ReservationEngine, clock: Clock
+) -> None:
+    product = await make_product(total_stock=10)
+    hold = await engine.reserve(ANN, product, 3)
+    assert hold.status is ReservationStatus.ACTIVE
+    assert hold.expires_at == to_datetime(clock.now + 60_000)
+    assert await counters(engine, product) == StockCounters(total=10, sold=0, reserved=3)
+
+
+async def test_out_of_stock_says_how_many_are_left(engine: ReservationEngine) -> None:
+    product = await make_product(total_stock=4)
+    await engine.reserve(ANN, product, 3)
+    with pytest.raises(OutOfStock) as refused:
+        await engine.reserve(BOB, product, 2)
+    assert refused.value.available == 1
+    assert await counters(engine, product) == StockCounters(4, 0, 3)
+
+
+async def test_limit_per_customer_counts_holds_and_purchases(engine: ReservationEngine) -> None:
+    product = await make_product(total_stock=10, max_per_customer=3)
+    first = await engine.reserve(ANN, product, 2)
+    await engine.checkout(first.id, ANN)
+    with pytest.raises(LimitPerCustomer):
+        await engine.reserve(ANN, product, 2)
+    await engine.reserve(ANN, product, 1)
+    with pytest.raises(LimitPerCustomer):
+        await engine.reserve(ANN, product, 1)
+    await engine.reserve(BOB, product, 3)  # another customer is unaffected
+    assert await counters(engine, product) == StockCounters(10, 2, 4)
+
+
+async def test_a_cancelled_hold_frees_the_customer_limit(engine: ReservationEngine) -> None:
+    product = await make_product(max_per_customer=2)
+    hold = await engine.reserve(ANN, product, 2)
+    await engine.cancel(hold.id, ANN)
+    assert (await engine.reserve(ANN, product, 2)).quantity == 2
+
+
+async def test_sale_window_is_enforced_at_the_clock(
+    engine: ReservationEngine, clock: Clock
+) -> None:
+    start = to_datetime(clock.now + 10_000)
+    product = await make_product(sale_starts_at=start, sale_ends_at=start + timedelta(seconds=5))
+    with pytest.raises(SaleNotActive):
+        await engine.reserve(ANN, product, 1)
+    clock.advance(10)
+    await engine.reserve(ANN, product, 1)
+    clock.advance(5)
+    with pytest.raises(SaleNotActive):
+        await engine.reserve(BOB, product, 1)
+    assert await counters(engine, product) == StockCounters(10, 0, 1)
+
+
+async def test_unknown_product(engine: ReservationEngine) -> None:
+    with pytest.raises(ProductMissing):
+        await engine.reserve(ANN, ObjectId(), 1)
+
+
+async def test_same_idempotency_key_returns_the_first_hold(engine: ReservationEngine) -> None:
+    product = await make_product()
+    first = await engine.reserve(ANN, product, 2, "key-1")
+    again = await engine.reserve(ANN, product, 2, "key-1")
+    other_customer = await engine.reserve(BOB, product, 1, "key-1")
+    assert again == first
+    assert other_customer.id != first.id
+    assert await counters(engine, product) == StockCounters(10, 0, 3)
+
+
+async def test_concurrent_retries_with_one_key_make_one_hold(engine: ReservationEngine) -> None:
+    product = await make_product()
+    holds = await asyncio.gather(*(engine.reserve(ANN, product, 1, "tap-tap") for _ in range(50)))
+    assert len({hold.id for hold in holds}) == 1
+    assert await counters(engine, product) == StockCounters(10, 0, 1)
+
+
+async def test_fifty_shoppers_for_ten_units(engine: ReservationEngine) -> None:
+    product = await make_product(total_stock=10, max_per_customer=1)
+    results = await asyncio.gather(
+        *(engine.reserve(ObjectId(), product, 1) for _ in range(50)), return_exceptions=True
+    )
+    granted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, OutOfStock)]
+    assert (len(granted), len(refused)) == (10, 40)
+    assert await counters(engine, product) == StockCounters(10, 0, 10)
+
+
+async def test_cancel_returns_stock_once(engine: ReservationEngine) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 4)
+    cancelled = await engine.cancel(hold.id, ANN)
+    assert cancelled.status is ReservationStatus.CANCELLED
+    with pytest.raises(ReservationNotActive):
+        await engine.cancel(hold.id, ANN)
+    assert await counters(engine, product) == StockCounters(10, 0, 0)
+
+
+async def test_someone_elses_hold_is_not_found(engine: ReservationEngine) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 1)
+    with pytest.raises(ReservationNotFound):
+        await engine.cancel(hold.id, BOB)
+    with pytest.raises(ReservationNotFound):
+        await engine.checkout(hold.id, BOB)
+    assert (await engine.cancel(hold.id, None)).status is ReservationStatus.CANCELLED  # admin
+
+
+async def test_expiry_returns_stock_at_the_deadline(
+    engine: ReservationEngine, clock: Clock
+) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 2)
+    clock.advance(59.9)
+    assert await engine.expire_due([product]) == 0
+    clock.advance(0.1)
+    assert await engine.expire_due([product]) == 1
+    assert await engine.expire_due([product]) == 0  # ends exactly once
+    expired = await engine.get(hold.id)
+    assert expired is not None
+    assert expired.status is ReservationStatus.EXPIRED
+    assert await counters(engine, product) == StockCounters(10, 0, 0)
+
+
+async def test_checkout_after_the_deadline_is_refused_before_the_tick(
+    engine: ReservationEngine, clock: Clock
+) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 2)
+    clock.advance(60)
+    with pytest.raises(ReservationExpired):
+        await engine.checkout(hold.id, ANN)
+    assert await Order.count() == 0
+    assert await counters(engine, product) == StockCounters(10, 0, 2)  # until the tick
+    await engine.expire_due([product])
+    assert await counters(engine, product) == StockCounters(10, 0, 0)
+    with pytest.raises(ReservationExpired):
+        await engine.checkout(hold.id, ANN)
+
+
+async def test_checkout_is_durable_and_retry_returns_the_same_order(
+    engine: ReservationEngine,
+) -> None:
+    product = await make_product(price_cents=1_999)
+    hold = await engine.reserve(ANN, product, 3)
+    sale = await engine.checkout(hold.id, ANN)
+    again = await engine.checkout(hold.id, ANN)
+
+    assert again.order_id == sale.order_id
+    assert (sale.unit_price_cents, sale.total_cents) == (1_999, 5_997)
+    stored = await Product.get(product)
+    assert stored is not None
+    assert stored.sold == 3
+    order = await Order.find_one(Order.reservation_id == hold.id.hold_id)
+    assert order is not None
+    assert order.total_cents == 5_997
+    reservation = await Reservation.get(hold.id.hold_id)
+    assert reservation is not None
+    assert reservation.status is ReservationStatus.COMPLETED
+    assert await counters(engine, product) == StockCounters(10, 3, 0)
+    with pytest.raises(ReservationNotActive):
+        await engine.cancel(hold.id, ANN)
+
+
+async def test_concurrent_checkouts_of_one_hold_sell_once(engine: ReservationEngine) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 2)
+    results = await asyncio.gather(
+        *(engine.checkout(hold.id, ANN) for _ in range(10)), return_exceptions=True
+    )
+    orders = {r.order_id for r in results if not isinstance(r, BaseException)}
+    assert len(orders) == 1, results
+    assert await Order.count() == 1
+    assert await counters(engine, product) == StockCounters(10, 2, 0)
+
+
+async def test_a_completed_hold_never_expires(engine: ReservationEngine, clock: Clock) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 1)
+    await engine.checkout(hold.id, ANN)
+    clock.advance(3600)
+    assert await engine.expire_due([product]) == 0
+    assert await counters(engine, product) == StockCounters(10, 1, 0)
+
+
+async def test_a_hold_mid_checkout_cannot_be_cancelled_or_expire(
+    engine: ReservationEngine, clock: Clock
+) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 1)
+    keys = ProductKeys(product)
+    await engine.scripts.run(
+        "claim", [keys.holds, keys.expiry, keys.claims], [str(hold.id.hold_id), clock.now, ""]
+    )
+    with pytest.raises(CheckoutInProgress):
+        await engine.cancel(hold.id, ANN)
+    clock.advance(120)
+    assert await engine.expire_due([product]) == 0
+    assert await counters(engine, product) == StockCounters(10, 0, 1)
+
+
+async def test_crash_between_claim_and_transaction_is_undone(
+    engine: ReservationEngine, clock: Clock
+) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 2)
+    keys = ProductKeys(product)
+    # The process claimed the hold, then died before writing anything to MongoDB.
+    await engine.scripts.run(
+        "claim", [keys.holds, keys.expiry, keys.claims], [str(hold.id.hold_id), clock.now, ""]
+    )
+    clock.advance(29)
+    assert await engine.recover_claims([product]) == 0  # too recent: may still be running
+    clock.advance(2)
+    assert await engine.recover_claims([product]) == 1
+    assert await Order.count() == 0
+    back = await engine.get(hold.id)
+    assert back is not None
+    assert back.status is ReservationStatus.ACTIVE
+    clock.advance(60)  # past its original deadline: the tick ends it
+    assert await engine.expire_due([product]) == 1
+    assert await counters(engine, product) == StockCounters(10, 0, 0)
+
+
+async def test_crash_between_transaction_and_commit_is_finished(
+    engine: ReservationEngine, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 2)
+
+    async def die(*args: object) -> None:
+        raise SystemExit("killed after the transaction")
+
+    monkeypatch.setattr(engine, "commit", die)
+    with pytest.raises(SystemExit):
+        await engine.checkout(hold.id, ANN)
+    monkeypatch.undo()
+    assert await Order.count() == 1
+    assert await counters(engine, product) == StockCounters(10, 0, 2)  # not yet committed
+    clock.advance(31)
+    assert await engine.recover_claims([product]) == 1
+    assert await counters(engine, product) == StockCounters(10, 2, 0)
+    stored = await Product.get(product)
+    assert stored is not None
+    assert stored.sold == 2
+
+
+async def test_mongodb_unreachable_at_checkout_changes_nothing(
+    services: Services, engine: ReservationEngine, clock: Clock
+) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 2)
+
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.reservations.checkout_without_mongodb",
+        services.settings.redis_url or "",
+        str(hold.id),
+        str(clock.now),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(child.communicate(), timeout=60)
+    assert stdout.decode().strip() == "SERVICE_UNAVAILABLE", stderr.decode()
+    assert await counters(engine, product) == StockCounters(10, 0, 2)
+    still = await engine.get(hold.id)
+    assert still is not None
+    assert still.status is ReservationStatus.ACTIVE
+    assert await Order.count() == 0
+    assert (await engine.checkout(hold.id, ANN)).hold.quantity == 2  # and it can still be bought
+
+
+async def test_redis_lost_mid_sale_is_rebuilt_from_mongodb(
+    services: Services, engine: ReservationEngine, persister: ChangeLogPersister
+) -> None:
+    product = await make_product(total_stock=10, max_per_customer=5)
+    sold = await engine.reserve(ANN, product, 3)
+    await engine.checkout(sold.id, ANN)
+    held = await engine.reserve(BOB, product, 2)
+    await persister.run_once([product])
+    keys = ProductKeys(product)
+    await services.redis.delete(
+        keys.stock, keys.holds, keys.expiry, keys.customers, keys.claims, keys.log
+    )
+
+    assert await engine.reconcile([product]) == 1
+    assert await counters(engine, product) == StockCounters(10, 3, 2)
+    with pytest.raises(LimitPerCustomer):  # ANN's purchase still counts toward the limit
+        await engine.reserve(ANN, product, 3)
+    await engine.checkout(held.id, BOB)  # the recorded hold survived
+    await engine.reserve(ObjectId(), product, 5)
+    with pytest.raises(OutOfStock):
+        await engine.reserve(ObjectId(), product, 1)
+    await persister.run_once([product])
+    report = await audit(engine, [product])
+    assert report.ok, report.problems
+
+
+async def test_expiry_after_the_server_was_down(
+    services: Services, engine: ReservationEngine, persister: ChangeLogPersister, clock: Clock
+) -> None:
+    product = await make_product()
+    hold = await engine.reserve(ANN, product, 2)
+    await persister.run_once([product])
+    clock.advance(3600)  # nothing ran during this hour
+    restarted = ReservationEngine(
+        services.redis,
+        services.mongo[services.settings.mongodb_db],
+        default_hold_seconds=60,
+        clock=clock,
+    )
+    assert await restarted.expire_due([product]) == 1
+    await persister.run_once([product])
+    stored = await Reservation.get(hold.id.hold_id)
+    assert stored is not None
+    assert stored.status is ReservationStatus.EXPIRED
+    assert (await audit(engine, [product])).ok
+
+
+async def test_persister_records_every_state_and_audit_holds(
+    engine: ReservationEngine, persister: ChangeLogPersister, clock: Clock
+) -> None:
+    product = await make_product(total_stock=20)
+    a = await engine.reserve(ANN, product, 2, "a")
+    b = await engine.reserve(BOB, product, 3)
+    c = await engine.reserve(ObjectId(), product, 1)
+    await engine.cancel(a.id, ANN)
+    await engine.checkout(b.id, BOB)
+    clock.advance(61)
+    await engine.expire_due([product])
+    await persister.run_once([product])
+    await persister.run_once([product])  # idempotent
+
+    statuses = {r.id: r.status for r in await Reservation.find_all().to_list()}
+    assert statuses == {
+        a.id.hold_id: ReservationStatus.CANCELLED,
+        b.id.hold_id: ReservationStatus.COMPLETED,
+        c.id.hold_id: ReservationStatus.EXPIRED,
+    }
+    report = await audit(engine, [product])
+    assert report.ok, report.problems
+    assert await engine.redis.hlen(ProductKeys(product).holds) == 0  # ended holds forgotten
+    assert await engine.redis.xlen(ProductKeys(product).log) == 0  # acknowledged and trimmed
+
+
+async def test_admin_cannot_drop_stock_below_sold_and_held(
+    services: Services, engine: ReservationEngine
+) -> None:
+    product = await make_product(total_stock=10)
+    sold = await engine.reserve(ANN, product, 3)
+    await engine.checkout(sold.id, ANN)
+    await engine.reserve(BOB, product, 4)
+    catalog = services.catalog.__class__(stock=engine)
+    from catalog.errors import StockBelowCommitted
+
+    with pytest.raises(StockBelowCommitted) as refused:
+        await catalog.update(product, {"total_stock": 6})
+    assert refused.value.committed == 7
+    assert await counters(engine, product) == StockCounters(10, 3, 4)
+    await catalog.update(product, {"total_stock": 7})
+    assert await counters(engine, product) == StockCounters(7, 3, 4)
+    await catalog.restock(product, 5)
+    assert await counters(engine, product) == StockCounters(12, 3, 4)
+    await catalog.update(
+        product, {"max_per_customer": 1, "sale_ends_at": datetime(2000, 1, 1, tzinfo=UTC)}
+    )
+    with pytest.raises(SaleNotActive):
+        await engine.reserve(ObjectId(), product, 1)
