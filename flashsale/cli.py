@@ -15,6 +15,7 @@ from flashsale.embedded import EmbeddedError, EmbeddedServers, running_endpoints
 from flashsale.settings import ConfigurationError, Settings, load_settings
 
 logger = logging.getLogger("flashsale")
+GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
 @contextlib.contextmanager
@@ -86,6 +87,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             log_level=settings.log_level.lower(),
             proxy_headers=False,
             ws="websockets",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
     return 0
 

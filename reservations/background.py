@@ -20,6 +20,7 @@ EXPIRY_TICK_SECONDS = 0.2
 PERSIST_TICK_SECONDS = 0.1
 RECOVERY_TICK_SECONDS = 5.0
 PRODUCTS_REFRESH_SECONDS = 2.0
+FINAL_FLUSH_SECONDS = 5.0
 
 
 class BackgroundTasks:
@@ -75,6 +76,7 @@ class BackgroundTasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        # Hand nothing back half-done: persist what is already in the logs.
+        # Persist what is already in the logs (bounded: whatever is left stays in the log,
+        # where another process's persister picks it up).
         with contextlib.suppress(Exception):
-            await self.persister.run_once(self.product_ids)
+            await asyncio.wait_for(self.persister.run_once(self.product_ids), FINAL_FLUSH_SECONDS)
