@@ -4,6 +4,7 @@ Every change is one conditional MongoDB update, so concurrent admins and API pro
 lose an update or push total stock below what is already sold.
 """
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +21,8 @@ from models import Product
 from models.common import utcnow
 
 PAGE_MAX = 100
+PRODUCT_CACHE_SECONDS = 1.0
+PRODUCT_CACHE_SIZE = 10_000
 
 # Patchable field -> (its public name in errors, document field, validator, nullable).
 # Validators raise InvalidInput naming the public field.
@@ -87,6 +90,7 @@ class StockRules(Protocol):
 class CatalogService:
     def __init__(self, stock: StockRules | None = None) -> None:
         self.stock = stock
+        self._cache: dict[ObjectId, tuple[float, Product]] = {}
 
     async def create(self, draft: ProductDraft) -> Product:
         product = Product(
@@ -103,7 +107,19 @@ class CatalogService:
         return product
 
     async def get(self, product_id: ObjectId) -> Product | None:
-        return await Product.get(product_id)
+        """The product, from a cache of at most PRODUCT_CACHE_SECONDS (stock counters are
+        never cached: they come live from Redis). Changes made here invalidate it at once;
+        changes made by another process show within that time."""
+        now = time.monotonic()
+        cached = self._cache.get(product_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        product = await Product.get(product_id)
+        if product is not None:
+            if len(self._cache) >= PRODUCT_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[product_id] = (now + PRODUCT_CACHE_SECONDS, product)
+        return product
 
     async def page(
         self,
@@ -165,6 +181,7 @@ class CatalogService:
         return _product(document)
 
     async def _synced(self, document: dict[str, Any]) -> None:
+        self._cache.pop(document["_id"], None)
         if self.stock is not None:
             await self.stock.sync_rules(document)
 

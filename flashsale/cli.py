@@ -86,7 +86,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             workers=args.workers,
             log_level=settings.log_level.lower(),
             proxy_headers=False,
-            ws="websockets",
+            ws="websockets-sansio",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
     return 0
@@ -99,6 +99,20 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
         report = asyncio.run(run_seed(live, orders=args.orders))
     print(report.describe())  # noqa: T201
     return 0
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from flashsale.bench import run_bench
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    return run_bench(
+        settings,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        stock=args.stock,
+        workers=args.workers,
+    )
 
 
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
@@ -123,6 +137,13 @@ def _parser() -> argparse.ArgumentParser:
         "--orders", type=int, default=0, help="also add N historical orders over 30 days"
     )
     seed.set_defaults(handler=_seed)
+
+    bench = commands.add_parser("bench", help="reserve stampede and stock-read benchmark")
+    bench.add_argument("--requests", type=int, default=5_000, help="per phase (default 5000)")
+    bench.add_argument("--concurrency", type=int, default=200, help="clients (default 200)")
+    bench.add_argument("--stock", type=int, default=1_000, help="units on sale (default 1000)")
+    bench.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    bench.set_defaults(handler=_bench)
 
     schema = commands.add_parser("schema", help="print the GraphQL schema (SDL)")
     schema.set_defaults(handler=_schema)

@@ -6,6 +6,7 @@ every instant, across any number of processes; every hold ends exactly once; a r
 the same idempotency key returns the first result and changes nothing.
 """
 
+import asyncio
 import json
 import logging
 import time
@@ -173,13 +174,24 @@ class ReservationEngine:
         self._products = database["products"]
         self._reservations = database["reservations"]
         self._orders = database["orders"]
+        self._loading: dict[ObjectId, asyncio.Future[None]] = {}
 
     # -- loading and counters -------------------------------------------------------------
 
     async def ensure_loaded(self, product_id: ObjectId) -> None:
         """Load the product's counters and recorded holds from MongoDB if Redis lacks them.
-        Idempotent and safe to race: the script loads only when the product is missing.
-        Raises ProductMissing."""
+        Idempotent and safe to race across processes: the script loads only when the
+        product is missing. Within a process, concurrent callers share one load (a stampede
+        on a cold product would otherwise read MongoDB once per request). Raises
+        ProductMissing."""
+        pending = self._loading.get(product_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(product_id))
+            self._loading[product_id] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(product_id, None))
+        await asyncio.shield(pending)
+
+    async def _load(self, product_id: ObjectId) -> None:
         product = await self._products.find_one({"_id": product_id})
         if product is None:
             raise ProductMissing(product_id)
