@@ -101,6 +101,28 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from flashsale.container import build_services
+    from reservations.audit import audit
+
+    async def run(live: Settings) -> int:
+        services = await build_services(live)
+        try:
+            ids = await services.background.refresh_products()
+            checked = await services.engine.reconcile(ids)
+            report = await audit(services.engine, ids)
+        finally:
+            await services.close()
+        print(f"reconciled {checked} products from MongoDB")  # noqa: T201
+        for problem in report.problems:
+            print(f"  {problem}")  # noqa: T201
+        print("invariants: " + ("OK" if report.ok else f"{len(report.problems)} problems"))  # noqa: T201
+        return 0 if report.ok else 1
+
+    with resolved_settings(settings, may_reuse=True) as live:
+        return asyncio.run(run(live))
+
+
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from flashsale.bench import run_bench
 
@@ -137,6 +159,11 @@ def _parser() -> argparse.ArgumentParser:
         "--orders", type=int, default=0, help="also add N historical orders over 30 days"
     )
     seed.set_defaults(handler=_seed)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="rebuild missing Redis counters from MongoDB, then audit invariants"
+    )
+    reconcile.set_defaults(handler=_reconcile)
 
     bench = commands.add_parser("bench", help="reserve stampede and stock-read benchmark")
     bench.add_argument("--requests", type=int, default=5_000, help="per phase (default 5000)")
