@@ -1,7 +1,8 @@
 """The composition root: builds clients and services from settings, and closes them."""
 
 import asyncio
-import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from beanie import init_beanie
@@ -19,6 +20,8 @@ from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine
 
 READY_TIMEOUT_SECONDS = 2.0
+CLOSE_STEP_TIMEOUT_SECONDS = 10.0
+logger = logging.getLogger("flashsale")
 
 
 @dataclass
@@ -47,11 +50,23 @@ class Services:
         return {"redis": redis_ok, "mongodb": mongo_ok}
 
     async def close(self) -> None:
-        await self.background.stop()
-        with contextlib.suppress(Exception):
+        """Stop the background loops and close the clients; each step is bounded, so a
+        stuck connection can never keep a process from exiting."""
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("background tasks", self.background.stop),
             # The pool was passed in, so aclose() would leave its sockets open by default.
-            await self.redis.aclose(close_connection_pool=True)
-        await self.mongo.close()
+            ("redis", lambda: self.redis.aclose(close_connection_pool=True)),
+            ("mongodb", self.mongo.close),
+        ]
+        for name, step in steps:
+            try:
+                await asyncio.wait_for(step(), CLOSE_STEP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                logger.error(
+                    "closing %s took over %ss; abandoned", name, CLOSE_STEP_TIMEOUT_SECONDS
+                )
+            except Exception:
+                logger.exception("closing %s failed", name)
 
 
 async def build_services(settings: Settings) -> Services:
