@@ -9,7 +9,7 @@ from bson import ObjectId
 
 from models import ReservationStatus
 from reservations.keys import ProductKeys
-from reservations.service import ReservationEngine, _text
+from reservations.service import ReservationEngine, text
 
 
 @dataclass
@@ -29,9 +29,9 @@ async def audit(engine: ReservationEngine, product_ids: Iterable[ObjectId]) -> A
         report.products += 1
         keys = ProductKeys(product_id)
         stock = {
-            _text(k): int(_text(v))
+            text(k): int(text(v))
             for k, v in (await engine.redis.hgetall(keys.stock)).items()
-            if _text(k) in ("total", "sold", "reserved")
+            if text(k) in ("total", "sold", "reserved")
         }
         product = await database["products"].find_one({"_id": product_id})
         if product is None or not stock:
@@ -43,7 +43,7 @@ async def audit(engine: ReservationEngine, product_ids: Iterable[ObjectId]) -> A
             report.problems.append(f"{where}: OVERSOLD sold {sold} + reserved {reserved} > {total}")
         if min(sold, reserved) < 0:
             report.problems.append(f"{where}: negative counter sold {sold} reserved {reserved}")
-        holds = [json.loads(_text(v)) for v in (await engine.redis.hgetall(keys.holds)).values()]
+        holds = [json.loads(text(v)) for v in (await engine.redis.hgetall(keys.holds)).values()]
         held = sum(h["q"] for h in holds if h["s"] == ReservationStatus.ACTIVE.value)
         if held != reserved:
             report.problems.append(f"{where}: reserved {reserved} != active holds in Redis {held}")

@@ -21,7 +21,7 @@ from redis.exceptions import ResponseError
 from models import ReservationStatus
 from reservations.keys import ProductKeys
 from reservations.scripts import Scripts
-from reservations.service import Clock, system_clock, to_datetime
+from reservations.service import Clock, system_clock, text, to_datetime
 
 logger = logging.getLogger("flashsale.persister")
 
@@ -41,10 +41,6 @@ class PersisterStats:
         self.entries += 1
         self.lag_ms.append(lag)
         del self.lag_ms[:-10_000]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _entries(reply: Any) -> list[Any]:
@@ -122,7 +118,7 @@ class ChangeLogPersister:
         ended: list[str] = []
         now = self.clock()
         for entry_id, raw in entries:
-            data = {_text(k): _text(v) for k, v in raw.items()}
+            data = {text(k): text(v) for k, v in raw.items()}
             hold_id = ObjectId(data["r"])
             status = ReservationStatus(data["e"])
             operations.append(
@@ -156,7 +152,7 @@ class ChangeLogPersister:
                     )
                 )
                 ended.append(data["r"])
-            self.stats.add(now - int(_text(entry_id).split("-")[0]))
+            self.stats.add(now - int(text(entry_id).split("-")[0]))
         await self._reservations.bulk_write(operations, ordered=True)
         ids = [entry_id for entry_id, _ in entries]
         await self.redis.xack(keys.log, GROUP, *ids)
@@ -168,12 +164,10 @@ class ChangeLogPersister:
         """Drop log entries every consumer has acknowledged."""
         pending = await self.redis.xpending(keys.log, GROUP)
         if pending["pending"]:
-            oldest = _text(pending["min"])
+            oldest = text(pending["min"])
         else:
             groups = await self.redis.xinfo_groups(keys.log)
-            oldest = next(
-                _text(g["last-delivered-id"]) for g in groups if _text(g["name"]) == GROUP
-            )
+            oldest = next(text(g["last-delivered-id"]) for g in groups if text(g["name"]) == GROUP)
             millis, sequence = oldest.split("-")
             oldest = f"{millis}-{int(sequence) + 1}"
         await self.redis.xtrim(keys.log, minid=oldest, approximate=False)

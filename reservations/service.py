@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,7 +153,8 @@ def _hold_from_document(document: dict[str, Any]) -> Hold:
     )
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A Redis reply value as str (replies are bytes unless the client decodes them)."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
@@ -249,7 +250,7 @@ class ReservationEngine:
                 if row[0] is None:
                     missing.append(product_id)
                 else:
-                    found[product_id] = StockCounters(*(int(_text(v)) for v in row))
+                    found[product_id] = StockCounters(*(int(text(v)) for v in row))
             if not missing or attempt == 1:
                 return found
             for product_id in missing:
@@ -264,7 +265,7 @@ class ReservationEngine:
         """Before MongoDB's total stock drops: apply the drop in Redis, refused below what is
         sold or held. Returns None when allowed, else the committed units."""
         result = await self._run("lower_total", [ProductKeys(product_id).stock], [total])
-        return int(result[1]) if _text(result[0]) == "BELOW_COMMITTED" else None
+        return int(result[1]) if text(result[0]) == "BELOW_COMMITTED" else None
 
     async def sync_rules(self, product: dict[str, Any], *, force: bool = False) -> None:
         """After MongoDB changed a product: copy its total and sale rules to Redis (a newer
@@ -329,7 +330,7 @@ class ReservationEngine:
                     IDEMPOTENCY_TTL_SECONDS,
                 ],
             )
-            outcome = _text(result[0])
+            outcome = text(result[0])
             if outcome == "NOT_LOADED" and attempt == 0:
                 await self.ensure_loaded(product_id)
                 continue
@@ -345,7 +346,7 @@ class ReservationEngine:
                 idempotency_key=idempotency_key,
             )
         if outcome == "EXISTING":
-            existing = await self.get(ReservationId(product_id, ObjectId(_text(result[1]))))
+            existing = await self.get(ReservationId(product_id, ObjectId(text(result[1]))))
             if existing is None:  # recorded nowhere yet: cannot happen once persisted
                 raise ServiceUnavailable("the reservation store")
             return existing
@@ -365,7 +366,7 @@ class ReservationEngine:
         """The hold as Redis has it (live), else as MongoDB recorded it."""
         raw = await self.redis.hget(ProductKeys(rid.product_id).holds, str(rid.hold_id))
         if raw is not None:
-            return _hold_from_redis(rid, _text(raw))
+            return _hold_from_redis(rid, text(raw))
         document = await self._reservations.find_one(
             {"_id": rid.hold_id, "product_id": rid.product_id}
         )
@@ -394,7 +395,7 @@ class ReservationEngine:
                 str(customer_id) if customer_id else "",
             ],
         )
-        outcome = _text(result[0])
+        outcome = text(result[0])
         if outcome == "OK":
             return await self._owned(rid, customer_id)
         if outcome == "CLAIMED":
@@ -423,7 +424,7 @@ class ReservationEngine:
             [keys.holds, keys.expiry, keys.claims],
             [str(rid.hold_id), self.clock(), str(customer_id) if customer_id else ""],
         )
-        outcome = _text(claim[0])
+        outcome = text(claim[0])
         if outcome == "EXPIRED":
             raise ReservationExpired()
         if outcome != "OK":
@@ -435,12 +436,12 @@ class ReservationEngine:
             raise self._not_active(hold.status)
         hold = Hold(
             id=rid,
-            customer_id=ObjectId(_text(claim[1])),
+            customer_id=ObjectId(text(claim[1])),
             quantity=int(claim[2]),
             status=ReservationStatus.ACTIVE,
             created_at=to_datetime(int(claim[3])),
             expires_at=to_datetime(int(claim[4])),
-            idempotency_key=_text(claim[5]) or None,
+            idempotency_key=text(claim[5]) or None,
         )
         try:
             sale = await self._record_sale(hold)
@@ -517,7 +518,8 @@ class ReservationEngine:
                 upsert=True,
                 session=session,
             )
-            return Sale(order_id, _completed(hold, now), price, price * hold.quantity, now)
+            completed = replace(hold, status=ReservationStatus.COMPLETED, ended_at=now)
+            return Sale(order_id, completed, price, price * hold.quantity, now)
 
         with pymongo.timeout(CHECKOUT_TIMEOUT_SECONDS):
             async with self.database.client.start_session() as session:
@@ -612,7 +614,7 @@ class ReservationEngine:
             keys = ProductKeys(product_id)
             stale = await self.redis.zrangebyscore(keys.claims, "-inf", moment - ABANDONED_CLAIM_MS)
             for raw in stale:
-                rid = ReservationId(product_id, ObjectId(_text(raw)))
+                rid = ReservationId(product_id, ObjectId(text(raw)))
                 sale = await self._recorded_sale(rid.hold_id)
                 hold = await self.get(rid)
                 if sale is not None and hold is not None:
@@ -641,16 +643,3 @@ class ReservationEngine:
         except RedisError as exc:
             logger.warning("redis script %s failed: %s", name, exc)
             raise ServiceUnavailable("the stock store (Redis)") from None
-
-
-def _completed(hold: Hold, at: datetime) -> Hold:
-    return Hold(
-        id=hold.id,
-        customer_id=hold.customer_id,
-        quantity=hold.quantity,
-        status=ReservationStatus.COMPLETED,
-        created_at=hold.created_at,
-        expires_at=hold.expires_at,
-        idempotency_key=hold.idempotency_key,
-        ended_at=at,
-    )

@@ -5,7 +5,7 @@ from strawberry.types import Info
 
 from catalog.validation import cents_to_price
 from graphql_api.catalog.types import Product, with_counters
-from graphql_api.common import Money, Problem
+from graphql_api.common import Money, Problem, parse_id
 from graphql_api.context import Context
 from models import ReservationStatus
 from models.common import utcnow
@@ -15,8 +15,6 @@ strawberry.enum(ReservationStatus, name="ReservationStatus")
 
 
 async def _product(info: Info[Context, None], product_id: str) -> Product | None:
-    from graphql_api.common import parse_id
-
     found = await info.context.services.catalog.get(parse_id(product_id))
     return (await with_counters(info, [found]))[0] if found else None
 
