@@ -1,5 +1,6 @@
 """`flashsale serve` as a real child process, for tests that need the whole thing."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import psutil
 from flashsale.embedded import free_port
 
 START_TIMEOUT = 60.0
+STOP_TIMEOUT = 60.0
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -68,7 +70,15 @@ class ServerProcess:
         """Stop it with `sig`; asserts that every process it started is gone too."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        code = self.process.wait(timeout=60)
+        try:
+            code = self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # Fail, but leave nothing running behind the test.
+            for process in [*getattr(self, "tree", []), psutil.Process(self.process.pid)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+            self.process.wait()
+            raise AssertionError(f"server did not stop within {STOP_TIMEOUT}s of {sig!r}") from None
         if self.process.stdout is not None:
             self.process.stdout.close()
         _, alive = psutil.wait_procs(getattr(self, "tree", []), timeout=30)
