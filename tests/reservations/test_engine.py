@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from bson import ObjectId
+from redis.asyncio import Redis
 
 from flashsale.container import Services
+from flashsale.embedded import free_port
 from models import Order, Product, Reservation, ReservationStatus
 from reservations.audit import audit
 from reservations.errors import (
@@ -19,10 +21,11 @@ from reservations.errors import (
     ReservationNotActive,
     ReservationNotFound,
     SaleNotActive,
+    ServiceUnavailable,
 )
 from reservations.keys import ProductKeys
 from reservations.persister import ChangeLogPersister
-from reservations.service import ReservationEngine, StockCounters, to_datetime
+from reservations.service import ReservationEngine, ReservationId, StockCounters, to_datetime
 from tests.reservations.conftest import Clock, make_product
 
 ANN, BOB = ObjectId(), ObjectId()
@@ -400,3 +403,26 @@ async def test_admin_cannot_drop_stock_below_sold_and_held(
     )
     with pytest.raises(SaleNotActive):
         await engine.reserve(ObjectId(), product, 1)
+
+
+async def test_redis_down_refuses_cleanly_and_changes_nothing(
+    services: Services, clock: Clock
+) -> None:
+    product = await make_product()
+    unreachable = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    cut_off = ReservationEngine(
+        unreachable,
+        services.mongo[services.settings.mongodb_db],
+        default_hold_seconds=60,
+        clock=clock,
+    )
+    try:
+        with pytest.raises(ServiceUnavailable) as refused:
+            await cut_off.reserve(ANN, product, 1)
+        with pytest.raises(ServiceUnavailable):
+            await cut_off.checkout(ReservationId(product, ObjectId()), ANN)
+    finally:
+        await unreachable.aclose()
+    assert refused.value.code == "SERVICE_UNAVAILABLE"
+    assert await Reservation.count() == 0
+    assert await Order.count() == 0
