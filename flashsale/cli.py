@@ -16,6 +16,10 @@ from flashsale.settings import ConfigurationError, Settings, load_settings
 
 logger = logging.getLogger("flashsale")
 GRACEFUL_SHUTDOWN_SECONDS = 10
+# Longer than clients' and load balancers' idle timeouts (typically 5 to 60 s), so the
+# client always closes an idle connection first. With equal timeouts (uvicorn's default is
+# 5 s, like httpx's), a request can be sent on a connection the server is closing.
+KEEP_ALIVE_SECONDS = 75
 
 
 @contextlib.contextmanager
@@ -88,6 +92,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             proxy_headers=False,
             ws="websockets-sansio",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
     return 0
 
