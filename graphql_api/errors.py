@@ -14,6 +14,7 @@ from strawberry.extensions import MaskErrors
 
 from flashsale.errors import InvalidInput
 from graphql_api.request_id import current_request_id
+from reservations.errors import ServiceUnavailable
 
 logger = logging.getLogger("flashsale.errors")
 
@@ -24,6 +25,7 @@ class ErrorCode(StrEnum):
     BAD_USER_INPUT = "BAD_USER_INPUT"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
@@ -70,6 +72,10 @@ class ErrorCodes(MaskErrors):
         extensions = dict(error.extensions or {})
         if isinstance(original, ApiError):
             extensions = {**(original.extensions or {}), **extensions}
+        elif isinstance(original, ServiceUnavailable):
+            return self._copy(
+                error, original.message, {"code": ErrorCode.SERVICE_UNAVAILABLE.value}
+            )
         elif isinstance(original, InvalidInput):
             return self._copy(
                 error,

@@ -241,10 +241,14 @@ class ReservationEngine:
         ids = list(dict.fromkeys(product_ids))
         found: dict[ObjectId, StockCounters] = {}
         for attempt in range(2):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for product_id in ids:
-                    pipe.hmget(ProductKeys(product_id).stock, "total", "sold", "reserved")
-                rows = await pipe.execute()
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for product_id in ids:
+                        pipe.hmget(ProductKeys(product_id).stock, "total", "sold", "reserved")
+                    rows = await pipe.execute()
+            except RedisError as exc:
+                logger.warning("reading stock counters failed: %s", exc)
+                raise ServiceUnavailable("the stock store (Redis)") from None
             missing = []
             for product_id, row in zip(ids, rows, strict=True):
                 if row[0] is None:

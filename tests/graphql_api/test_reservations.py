@@ -1,14 +1,21 @@
 """Reserve, cancel, checkout and the reservation queries through the GraphQL endpoint."""
 
+import dataclasses
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from bson import ObjectId
+from redis.asyncio import Redis
 
 from catalog.validation import ProductDraft
 from flashsale.container import Services
+from flashsale.embedded import free_port
+from flashsale.settings import Settings
+from graphql_api.app import create_app
 from models import Order, Reservation
+from reservations.service import ReservationEngine
 from tests.conftest import PASSWORD, GraphQL, error_codes
 
 RESERVE = """mutation R($p: ID!, $q: Int!, $k: String) {
@@ -132,3 +139,23 @@ async def test_unknown_product_and_malformed_reservation_ids(
     missing = str(ObjectId()) + str(ObjectId())
     body = await gql(CANCEL, {"r": missing}, token=customer_token)
     assert body["data"]["cancelReservation"]["errors"] == [{"code": "RESERVATION_NOT_FOUND"}]
+
+
+async def test_redis_down_is_service_unavailable_not_a_crash(
+    services: Services, settings: Settings, customer_token: str
+) -> None:
+    product = await _product(services)
+    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    engine = ReservationEngine(dead, services.mongo[settings.mongodb_db], default_hold_seconds=600)
+    cut_off = dataclasses.replace(services, redis=dead, engine=engine)
+    transport = httpx.ASGITransport(app=create_app(settings, cut_off))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            gql = GraphQL(http)
+            read = await gql("query P($p: ID!) { product(id: $p) { available } }", {"p": product})
+            reserve = await gql(RESERVE, {"p": product, "q": 1}, token=customer_token)
+    finally:
+        await dead.aclose()
+    assert error_codes(read) == ["SERVICE_UNAVAILABLE"]
+    assert reserve["data"]["reserve"]["errors"][0]["code"] == "SERVICE_UNAVAILABLE"
+    assert await Reservation.count() == 0
