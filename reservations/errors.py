@@ -12,6 +12,7 @@ class ReservationErrorCode(StrEnum):
     RESERVATION_NOT_ACTIVE = "RESERVATION_NOT_ACTIVE"
     CHECKOUT_IN_PROGRESS = "CHECKOUT_IN_PROGRESS"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
 
 
 class ReservationError(Exception):
@@ -87,6 +88,16 @@ class ServiceUnavailable(ReservationError):
     def __init__(self, what: str) -> None:
         super().__init__(
             ReservationErrorCode.SERVICE_UNAVAILABLE, f"{what} is unavailable: try again"
+        )
+
+
+class IdempotencyKeyReused(ReservationError):
+    def __init__(self, quantity: int) -> None:
+        super().__init__(
+            ReservationErrorCode.IDEMPOTENCY_KEY_REUSED,
+            f"this idempotency key was used for a reservation of {quantity}; use a new key "
+            "for a different request",
+            "idempotencyKey",
         )
 
 

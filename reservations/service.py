@@ -29,6 +29,7 @@ from flashsale.errors import InvalidInput
 from models import ReservationStatus
 from reservations.errors import (
     CheckoutInProgress,
+    IdempotencyKeyReused,
     LimitPerCustomer,
     OutOfStock,
     ProductMissing,
@@ -302,8 +303,9 @@ class ReservationEngine:
     ) -> Hold:
         """Hold `quantity` units for the customer, atomically: sale window, per-customer
         limit, stock and idempotency are decided in one script. The same idempotency key
-        returns the first hold and changes nothing. Raises SaleNotActive, LimitPerCustomer,
-        OutOfStock, ProductMissing, InvalidInput, ServiceUnavailable."""
+        returns the first hold and changes nothing; the same key with another quantity is
+        IdempotencyKeyReused. Raises SaleNotActive, LimitPerCustomer, OutOfStock,
+        ProductMissing, InvalidInput, ServiceUnavailable."""
         if not 1 <= quantity <= QUANTITY_MAX:
             raise InvalidInput("quantity", f"must be between 1 and {QUANTITY_MAX}")
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
@@ -353,6 +355,8 @@ class ReservationEngine:
             existing = await self.get(ReservationId(product_id, ObjectId(text(result[1]))))
             if existing is None:  # recorded nowhere yet: cannot happen once persisted
                 raise ServiceUnavailable("the reservation store")
+            if existing.quantity != quantity:
+                raise IdempotencyKeyReused(existing.quantity)
             return existing
         if outcome == "SALE_NOT_ACTIVE":
             raise SaleNotActive()

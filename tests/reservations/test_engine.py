@@ -14,6 +14,7 @@ from models import Order, Product, Reservation, ReservationStatus
 from reservations.audit import audit
 from reservations.errors import (
     CheckoutInProgress,
+    IdempotencyKeyReused,
     LimitPerCustomer,
     OutOfStock,
     ProductMissing,
@@ -102,6 +103,15 @@ async def test_same_idempotency_key_returns_the_first_hold(engine: ReservationEn
     assert again == first
     assert other_customer.id != first.id
     assert await counters(engine, product) == StockCounters(10, 0, 3)
+
+
+async def test_a_key_reused_for_another_request_is_refused(engine: ReservationEngine) -> None:
+    product = await make_product()
+    await engine.reserve(ANN, product, 2, "order-7")
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        await engine.reserve(ANN, product, 3, "order-7")
+    assert refused.value.field == "idempotencyKey"
+    assert await counters(engine, product) == StockCounters(10, 0, 2)
 
 
 async def test_concurrent_retries_with_one_key_make_one_hold(engine: ReservationEngine) -> None:
