@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -220,10 +219,6 @@ class EmbeddedServers:
             self._lock_file.close()
             self._lock_file = None
 
-    @property
-    def pids(self) -> list[int]:
-        return [child.process.pid for child in self._children]
-
 
 def _lock_data_dir(data_dir: Path) -> IO[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -266,14 +261,3 @@ def running_endpoints(data_dir: Path) -> dict[str, str | None] | None:
         return dict(json.loads((data_dir / ENDPOINTS_FILE).read_text()))
     except (OSError, ValueError):
         return None
-
-
-@contextlib.contextmanager
-def embedded(
-    data_dir: Path, *, redis: bool = True, mongo: bool = True
-) -> Iterator[EmbeddedServers]:
-    servers = start_embedded(data_dir, redis=redis, mongo=mongo)
-    try:
-        yield servers
-    finally:
-        servers.stop()

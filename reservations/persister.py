@@ -9,7 +9,6 @@ import logging
 import os
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from bson import ObjectId
@@ -21,26 +20,13 @@ from redis.exceptions import ResponseError
 from models import ReservationStatus
 from reservations.keys import ProductKeys
 from reservations.scripts import Scripts
-from reservations.service import Clock, system_clock, text, to_datetime
+from reservations.service import text, to_datetime
 
 logger = logging.getLogger("flashsale.persister")
 
 GROUP = "persister"
 BATCH = 500
 STALE_PENDING_MS = 30_000
-
-
-@dataclass
-class PersisterStats:
-    """Lag from a change in Redis to its record in MongoDB, over everything persisted."""
-
-    entries: int = 0
-    lag_ms: list[int] = field(default_factory=list)
-
-    def add(self, lag: int) -> None:
-        self.entries += 1
-        self.lag_ms.append(lag)
-        del self.lag_ms[:-10_000]
 
 
 def _entries(reply: Any) -> list[Any]:
@@ -58,15 +44,12 @@ class ChangeLogPersister:
         redis: Redis,
         database: AsyncDatabase[dict[str, Any]],
         *,
-        clock: Clock = system_clock,
         consumer: str | None = None,
     ) -> None:
         self.redis = redis
         self.scripts = Scripts(redis)
         self._reservations = database["reservations"]
-        self.clock = clock
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.stats = PersisterStats()
         self._groups: set[ObjectId] = set()
 
     async def run_once(self, product_ids: Iterable[ObjectId]) -> int:
@@ -116,8 +99,7 @@ class ChangeLogPersister:
     async def _persist(self, keys: ProductKeys, entries: list[Any]) -> None:
         operations: list[UpdateOne] = []
         ended: list[str] = []
-        now = self.clock()
-        for entry_id, raw in entries:
+        for _, raw in entries:
             data = {text(k): text(v) for k, v in raw.items()}
             hold_id = ObjectId(data["r"])
             status = ReservationStatus(data["e"])
@@ -152,7 +134,6 @@ class ChangeLogPersister:
                     )
                 )
                 ended.append(data["r"])
-            self.stats.add(now - int(text(entry_id).split("-")[0]))
         await self._reservations.bulk_write(operations, ordered=True)
         ids = [entry_id for entry_id, _ in entries]
         await self.redis.xack(keys.log, GROUP, *ids)

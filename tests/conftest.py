@@ -15,7 +15,6 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from accounts.service import AccountService
 from flashsale.container import Services, build_services
 from flashsale.embedded import EmbeddedServers, start_embedded
 from flashsale.settings import Settings, load_settings
@@ -120,7 +119,3 @@ async def customer_token(services: Services) -> str:
 
 def error_codes(body: dict[str, Any]) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in body.get("errors") or []]
-
-
-async def make_customer(accounts: AccountService, n: int) -> str:
-    return (await accounts.register(f"shopper{n}@test.example", PASSWORD)).token

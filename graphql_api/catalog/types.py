@@ -27,13 +27,8 @@ class Product:
     sold: int = strawberry.field(description="Units bought.")
     reserved: int = strawberry.field(description="Units held by active reservations.")
     available: int = strawberry.field(description="Units free to reserve now.")
+    on_sale: bool = strawberry.field(description="Whether the sale window is open now.")
     _hold_seconds: strawberry.Private[int | None]
-
-    @strawberry.field(description="Whether the sale window is open now.")
-    def on_sale(self) -> bool:
-        now = utcnow()
-        started = self.sale_starts_at is None or self.sale_starts_at <= now
-        return started and (self.sale_ends_at is None or now < self.sale_ends_at)
 
     @strawberry.field(description="How long a reservation of this product is held, in seconds.")
     def hold_seconds(self, info: Info[Context, None]) -> int:
@@ -59,6 +54,7 @@ class Product:
             sold=live.sold,
             reserved=live.reserved,
             available=live.available,
+            on_sale=product.on_sale(utcnow()),
             _hold_seconds=product.hold_seconds,
         )
 

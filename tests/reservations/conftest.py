@@ -43,9 +43,9 @@ async def engine(services: Services, clock: Clock) -> ReservationEngine:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def persister(services: Services, clock: Clock) -> ChangeLogPersister:
+async def persister(services: Services) -> ChangeLogPersister:
     return ChangeLogPersister(
-        services.redis, services.mongo[services.settings.mongodb_db], clock=clock, consumer="test"
+        services.redis, services.mongo[services.settings.mongodb_db], consumer="test"
     )
 
 

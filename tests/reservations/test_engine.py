@@ -229,15 +229,20 @@ async def test_a_completed_hold_never_expires(engine: ReservationEngine, clock: 
     assert await counters(engine, product) == StockCounters(10, 1, 0)
 
 
+async def claim_only(engine: ReservationEngine, rid: ReservationId, now: int) -> None:
+    """Checkout's first step alone: what a process leaves behind if it dies right after."""
+    keys = ProductKeys(rid.product_id)
+    await engine.scripts.run(
+        "claim", [keys.holds, keys.expiry, keys.claims], [str(rid.hold_id), now, ""]
+    )
+
+
 async def test_a_hold_mid_checkout_cannot_be_cancelled_or_expire(
     engine: ReservationEngine, clock: Clock
 ) -> None:
     product = await make_product()
     hold = await engine.reserve(ANN, product, 1)
-    keys = ProductKeys(product)
-    await engine.scripts.run(
-        "claim", [keys.holds, keys.expiry, keys.claims], [str(hold.id.hold_id), clock.now, ""]
-    )
+    await claim_only(engine, hold.id, clock.now)
     with pytest.raises(CheckoutInProgress):
         await engine.cancel(hold.id, ANN)
     clock.advance(120)
@@ -250,11 +255,8 @@ async def test_crash_between_claim_and_transaction_is_undone(
 ) -> None:
     product = await make_product()
     hold = await engine.reserve(ANN, product, 2)
-    keys = ProductKeys(product)
     # The process claimed the hold, then died before writing anything to MongoDB.
-    await engine.scripts.run(
-        "claim", [keys.holds, keys.expiry, keys.claims], [str(hold.id.hold_id), clock.now, ""]
-    )
+    await claim_only(engine, hold.id, clock.now)
     clock.advance(29)
     assert await engine.recover_claims([product]) == 0  # too recent: may still be running
     clock.advance(2)
