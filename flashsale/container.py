@@ -15,6 +15,7 @@ from accounts.tokens import TokenService
 from catalog.service import CatalogService
 from flashsale.settings import Settings
 from models import DOCUMENT_MODELS
+from ratelimit import RateLimits, build_rate_limits
 from reservations.background import BackgroundTasks
 from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine
@@ -33,6 +34,7 @@ class Services:
     catalog: CatalogService
     engine: ReservationEngine
     background: BackgroundTasks
+    rate_limits: RateLimits
 
     async def readiness(self) -> dict[str, bool]:
         """Whether Redis and MongoDB answer, each within a short timeout."""
@@ -94,4 +96,12 @@ async def build_services(settings: Settings) -> Services:
         catalog=CatalogService(stock=engine),
         engine=engine,
         background=BackgroundTasks(engine, ChangeLogPersister(redis, database), database),
+        rate_limits=build_rate_limits(
+            redis,
+            enabled=settings.rate_limits_enabled,
+            per_ip=settings.rate_limit_per_ip,
+            per_user_write=settings.rate_limit_reserve_per_user,
+            cost_budget=settings.query_cost_budget,
+            cost_restore_rate=settings.query_cost_restore_rate,
+        ),
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Self
 
 from email_validator import EmailNotValidError, validate_email
+from limits import parse
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -47,12 +49,53 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
+    # Rate limits (sliding windows and the query cost budget, all in Redis). Off for load
+    # tests; the query guards below stay on either way.
+    rate_limits_enabled: bool = True
+    rate_limit_per_ip: str = "60/minute"
+    rate_limit_reserve_per_user: str = "5/minute"
+    # Proxies (addresses or networks) whose X-Forwarded-For is believed. Empty: the peer
+    # address is the client, whatever the headers say.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list
+    )
+    query_max_depth: int = Field(default=10, ge=2, le=100)
+    query_max_aliases: int = Field(default=15, ge=1, le=1_000)
+    query_max_tokens: int = Field(default=2_000, ge=100, le=100_000)
+    query_max_cost: int = Field(default=2_000, ge=10, le=1_000_000)
+    query_cost_budget: int = Field(default=10_000, ge=10, le=10_000_000)
+    query_cost_restore_rate: int = Field(default=100, ge=1, le=1_000_000)
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [
+                ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()
+            ]
+        return value
+
+    @field_validator("rate_limit_per_ip", "rate_limit_reserve_per_user")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as 60/minute or 5/second") from None
+        return value
+
+    @model_validator(mode="after")
+    def _cost_fits_budget(self) -> Self:
+        if self.query_max_cost > self.query_cost_budget:
+            raise ValueError("QUERY_MAX_COST must not exceed QUERY_COST_BUDGET")
+        return self
 
     @field_validator("mongodb_uri", "redis_url", mode="before")
     @classmethod

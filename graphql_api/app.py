@@ -14,8 +14,10 @@ from starlette.routing import Route, WebSocketRoute
 from flashsale.container import Services, build_services
 from flashsale.settings import Settings
 from graphql_api.graphiql import STATIC_DIR
+from graphql_api.guards import QueryGuards
 from graphql_api.http import GraphQLView
 from graphql_api.middleware import RequestGuard
+from graphql_api.ratelimit import IpRateLimit
 from graphql_api.schema import build_schema
 
 logger = logging.getLogger("flashsale")
@@ -42,7 +44,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         app.state.services = services
 
     view = GraphQLView(
-        schema=build_schema(introspection=settings.introspection_enabled),
+        schema=build_schema(
+            QueryGuards.from_settings(settings), introspection=settings.introspection_enabled
+        ),
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
         allowed_origins=settings.allowed_origins,
     )
@@ -63,13 +67,16 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             status_code=200 if ready else 503,
         )
 
+    # Innermost first: CORS wraps the rate limit (so a 429 is readable by the browser and
+    # preflights are not counted); the request guard wraps everything.
+    app.add_middleware(IpRateLimit, trusted_proxies=settings.trusted_proxies)
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["authorization", "content-type", "x-request-id"],
-            expose_headers=["x-request-id"],
+            expose_headers=["x-request-id", "retry-after", "ratelimit", "ratelimit-policy"],
         )
     app.add_middleware(RequestGuard, max_bytes=settings.max_request_bytes)
     return app

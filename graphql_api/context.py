@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 from accounts.errors import InvalidToken
 from accounts.tokens import Claims
 from flashsale.container import Services
+from graphql_api.client_address import rate_key, remembered
 from graphql_api.errors import unauthenticated
 from models import User
 
@@ -46,6 +47,14 @@ class Context:
         if isinstance(claims, InvalidToken):
             raise unauthenticated(claims.reason)
         return claims
+
+    def rate_identity(self) -> str:
+        """Whom budgets are kept for: the signed-in user, else the client's network."""
+        claims = self._claims
+        if isinstance(claims, Claims):
+            return f"user:{claims.user_id}"
+        address = remembered(self.connection.scope) if self.connection else "unknown"
+        return f"ip:{rate_key(address)}"
 
     def require_claims(self) -> Claims:
         claims = self.claims

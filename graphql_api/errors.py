@@ -25,6 +25,8 @@ class ErrorCode(StrEnum):
     BAD_USER_INPUT = "BAD_USER_INPUT"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    RATE_LIMITED = "RATE_LIMITED"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
@@ -102,6 +104,9 @@ class ErrorCodes(MaskErrors):
     @staticmethod
     def _code_of(error: GraphQLError) -> ErrorCode:
         if isinstance(error, GraphQLSyntaxError):
+            # The parser's own resource limits (tokens, length, nesting) end this way.
+            if error.message.endswith("Parsing aborted."):
+                return ErrorCode.QUERY_TOO_COMPLEX
             return ErrorCode.GRAPHQL_PARSE_FAILED
         if _is_variable_coercion(error):
             return ErrorCode.BAD_USER_INPUT

@@ -73,6 +73,18 @@ def _is_request_error(response: Mapping[str, Any]) -> bool:
     return response.get("data") is None and bool(errors) and all(not e.get("path") for e in errors)
 
 
+def _refused_retry_after(response: object) -> int | None:
+    """When the whole operation was refused for its rate (before it ran), the seconds to
+    wait: the answer is then a 429 with Retry-After, like any refused HTTP request."""
+    if not isinstance(response, Mapping) or response.get("data") is not None:
+        return None
+    for error in response.get("errors") or []:
+        extensions = error.get("extensions") or {}
+        if not error.get("path") and extensions.get("code") == "RATE_LIMITED":
+            return int(extensions.get("retryAfter", 1))
+    return None
+
+
 class GraphQLView(GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,7 +163,11 @@ class GraphQLView(GraphQL[Context, None]):
         media = sub_response.media_type or APPLICATION_JSON
         status = sub_response.status_code or 200
         body: object = response_data
-        if (
+        retry_after = _refused_retry_after(response_data)
+        if retry_after is not None:
+            status = 429
+            sub_response.headers["Retry-After"] = str(retry_after)
+        elif (
             media == GRAPHQL_RESPONSE_JSON
             and isinstance(response_data, dict)
             and _is_request_error(response_data)

@@ -21,6 +21,7 @@ from graphql_api.catalog.mutations import CatalogMutations
 from graphql_api.catalog.queries import CatalogQueries
 from graphql_api.common import MONEY_SCALAR, Money
 from graphql_api.errors import ErrorCodes
+from graphql_api.guards import QueryGuards
 from graphql_api.reservations.mutations import ReservationMutations
 from graphql_api.reservations.queries import ReservationQueries
 
@@ -54,11 +55,15 @@ Query = merge_types("Query", (CatalogQueries, ReservationQueries, AccountQueries
 Mutation = merge_types("Mutation", (AccountMutations, CatalogMutations, ReservationMutations))
 
 
-def build_schema(*, introspection: bool = True) -> strawberry.Schema:
+def build_schema(
+    guards: QueryGuards | None = None, *, introspection: bool = True
+) -> strawberry.Schema:
     # Factories: each request gets fresh extension instances (the caches themselves are
-    # module-level and shared).
+    # module-level and shared). The token limit must set the parser's options before the
+    # parser cache parses.
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
         ErrorCodes,
+        *(guards or QueryGuards()).extensions(),
         lambda: _ParserCache(maxsize=1_000),
         lambda: ValidationCache(maxsize=1_000),
     ]

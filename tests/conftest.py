@@ -6,12 +6,14 @@ TEST_MONGODB_URI set, it uses those servers instead: MongoDB in a fresh database
 the end, Redis only through keys the tests create.
 """
 
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import limits.aio.storage.redis.redispy
 import pytest
 import pytest_asyncio
 
@@ -20,6 +22,7 @@ from flashsale.embedded import EmbeddedServers, start_embedded
 from flashsale.settings import Settings, load_settings
 from graphql_api.app import create_app
 from models import DOCUMENT_MODELS, Role
+from ratelimit import build_rate_limits
 
 ADMIN_EMAIL = "admin@test.example"
 PASSWORD = "correct horse battery"
@@ -53,6 +56,8 @@ def settings(servers: dict[str, str]) -> Settings:
         mongodb_db=f"flashsale_test_{uuid.uuid4().hex[:8]}",
         admin_email=ADMIN_EMAIL,
         admin_password=PASSWORD,
+        # Most tests send far more than a user may; tests/ratelimit turns the limits on.
+        rate_limits_enabled=False,
         _env_file=None,
     )
 
@@ -119,3 +124,46 @@ async def customer_token(services: Services) -> str:
 
 def error_codes(body: dict[str, Any]) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in body.get("errors") or []]
+
+
+class FrozenTime:
+    """Wall-clock time the tests move by hand, for the rate limits. The `limits` library
+    reads `time.time()` itself, so its module's `time` is replaced by this object."""
+
+    def __init__(self) -> None:
+        self.now = 1_900_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def frozen_time(monkeypatch: pytest.MonkeyPatch) -> FrozenTime:
+    frozen = FrozenTime()
+    monkeypatch.setattr(limits.aio.storage.redis.redispy, "time", frozen)
+    return frozen
+
+
+def rate_limited(
+    services: Services, frozen: FrozenTime, prefix: str | None = None, **settings: Any
+) -> Services:
+    """`services` with rate limits switched on (under a key prefix of their own, so no
+    other test's counts leak in) and `settings` overriding the defaults."""
+    configured = load_settings(
+        **{**services.settings.model_dump(), "rate_limits_enabled": True, **settings},
+        _env_file=None,
+    )
+    limits_ = build_rate_limits(
+        services.redis,
+        enabled=True,
+        per_ip=configured.rate_limit_per_ip,
+        per_user_write=configured.rate_limit_reserve_per_user,
+        cost_budget=configured.query_cost_budget,
+        cost_restore_rate=configured.query_cost_restore_rate,
+        prefix=prefix or f"fs:test:{uuid.uuid4().hex}",
+        clock=frozen.time,
+    )
+    return dataclasses.replace(services, settings=configured, rate_limits=limits_)

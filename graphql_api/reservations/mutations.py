@@ -4,6 +4,7 @@ from strawberry.types import Info
 from catalog.errors import ProductNotFound
 from graphql_api.common import parse_id, problem
 from graphql_api.context import Context
+from graphql_api.guards import PerUserLimit
 from graphql_api.permissions import IsAuthenticated
 from graphql_api.reservations.types import CheckoutPayload, Order, Reservation, ReservationPayload
 from reservations.errors import ProductMissing, ReservationError
@@ -14,6 +15,7 @@ from reservations.service import ReservationId
 class ReservationMutations:
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
+        extensions=[PerUserLimit("reserve")],
         description="Hold units of a product for the caller. The same idempotencyKey returns "
         "the first reservation and changes nothing more.",
     )
@@ -53,6 +55,7 @@ class ReservationMutations:
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
+        extensions=[PerUserLimit("checkout")],
         description="Buy an ACTIVE hold (payment is mocked and succeeds). Durable before it "
         "answers; retrying returns the same order.",
     )

@@ -1,0 +1,199 @@
+"""What a query may ask for, checked before any resolver runs: depth, aliases and tokens
+(Strawberry's limiters, with our error code), a maximum cost per query, and each caller's
+cost budget. Plus the per-user limit on the writes that take stock, as a field extension.
+"""
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError, ValidationContext
+from graphql.validation import ASTValidationRule
+from strawberry.extensions import (
+    AddValidationRules,
+    FieldExtension,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.types import Info
+from strawberry.types.graphql import OperationType
+
+from flashsale.settings import Settings
+from graphql_api.context import Context
+from graphql_api.cost import query_cost
+from graphql_api.errors import ApiError, ErrorCode
+from ratelimit import BucketStatus, RateLimitUnavailable
+
+
+@dataclass(frozen=True)
+class QueryGuards:
+    max_depth: int = 10
+    max_aliases: int = 15
+    max_tokens: int = 2_000
+    max_cost: int = 2_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "QueryGuards":
+        return cls(
+            max_depth=settings.query_max_depth,
+            max_aliases=settings.query_max_aliases,
+            max_tokens=settings.query_max_tokens,
+            max_cost=settings.query_max_cost,
+        )
+
+    def extensions(self) -> list[Callable[[], Any]]:
+        """Factories: every request gets its own instances."""
+        return [
+            lambda: MaxTokensLimiter(max_token_count=self.max_tokens),
+            lambda: _coded(QueryDepthLimiter(max_depth=self.max_depth)),
+            lambda: _coded(MaxAliasesLimiter(max_alias_count=self.max_aliases)),
+            lambda: QueryCost(self.max_cost),
+        ]
+
+
+class _CodedValidationContext:
+    """A validation context whose reported errors carry QUERY_TOO_COMPLEX."""
+
+    def __init__(self, context: ValidationContext) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def report_error(self, error: GraphQLError) -> None:
+        error.extensions = {**(error.extensions or {}), "code": ErrorCode.QUERY_TOO_COMPLEX.value}
+        self._context.report_error(error)
+
+
+def _coded(extension: AddValidationRules) -> AddValidationRules:
+    def with_code(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+        class Coded(rule):  # type: ignore[valid-type, misc]
+            def __init__(self, context: ValidationContext) -> None:
+                super().__init__(_CodedValidationContext(context))
+
+        return Coded
+
+    extension.validation_rules = [with_code(rule) for rule in extension.validation_rules]
+    return extension
+
+
+class QueryCost(SchemaExtension):
+    """Refuses an operation over the maximum cost (QUERY_TOO_COMPLEX), then takes its cost
+    from the caller's budget (RATE_LIMITED with retryAfter when it is short), and reports
+    both in `extensions.cost`, the way Shopify's API does."""
+
+    def __init__(self, max_cost: int) -> None:
+        self.max_cost = max_cost
+        self.cost: int | None = None
+        self.status: BucketStatus | None = None
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        execution = self.execution_context
+        assert execution.graphql_document is not None
+        self.cost = max(
+            1,
+            query_cost(
+                execution.schema._schema,
+                execution.graphql_document,
+                execution.operation_name,
+                execution.variables,
+            ),
+        )
+        refusal = await self._refusal(execution.context, execution.operation_type)
+        if refusal is not None:
+            execution.result = ExecutionResult(data=None, errors=[refusal])
+        yield
+
+    async def _refusal(self, context: Context, operation: OperationType) -> ApiError | None:
+        assert self.cost is not None
+        if self.cost > self.max_cost:
+            return ApiError(
+                ErrorCode.QUERY_TOO_COMPLEX,
+                f"this query costs {self.cost}, over the maximum of {self.max_cost} per "
+                "query: ask for fewer items (a smaller `first`) or fewer fields",
+                cost=self.cost,
+                maximumCost=self.max_cost,
+            )
+        limits = context.services.rate_limits
+        if not limits.enabled:
+            return None
+        try:
+            self.status = await limits.cost.take(context.rate_identity(), self.cost)
+        except RateLimitUnavailable:
+            if operation == OperationType.QUERY:
+                return None  # reads stay up; writes need Redis anyway
+            return ApiError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "rate limits are unavailable, so writes are refused for now: retry shortly",
+            )
+        if self.status.allowed:
+            return None
+        return ApiError(
+            ErrorCode.RATE_LIMITED,
+            f"query cost budget exhausted: this query costs {self.cost} and "
+            f"{self.status.available} points are left, restoring at "
+            f"{self.status.restore_rate}/s; retry in {self.status.retry_after} s",
+            retryAfter=self.status.retry_after,
+        )
+
+    def get_results(self) -> dict[str, Any]:
+        if self.cost is None:
+            return {}
+        status = self.status
+        return {
+            "cost": {
+                "requestedQueryCost": self.cost,
+                "maximumQueryCost": self.max_cost,
+                "throttleStatus": None
+                if status is None
+                else {
+                    "maximumAvailable": status.capacity,
+                    "currentlyAvailable": status.available,
+                    "restoreRate": status.restore_rate,
+                },
+            }
+        }
+
+
+class PerUserLimit(FieldExtension):
+    """At most RATE_LIMIT_RESERVE_PER_USER calls of this field per user in any window of
+    that length (each field counted on its own). A refused call is a RATE_LIMITED error
+    with retryAfter, and the resolver does not run. Goes after the IsAuthenticated
+    permission, which runs first."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def resolve(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("PerUserLimit guards async resolvers only")
+
+    async def resolve_async(
+        self,
+        next_: Callable[..., Awaitable[Any]],
+        source: Any,
+        info: Info[Context, Any],
+        **kwargs: Any,
+    ) -> Any:
+        context = info.context
+        limits = context.services.rate_limits
+        if limits.enabled:
+            user = context.require_claims().user_id
+            try:
+                decision = await limits.per_user_write.hit(f"{self.operation}:{user}")
+            except RateLimitUnavailable:
+                raise ApiError(
+                    ErrorCode.SERVICE_UNAVAILABLE,
+                    "rate limits are unavailable, so writes are refused for now: retry shortly",
+                ) from None
+            if not decision.allowed:
+                raise ApiError(
+                    ErrorCode.RATE_LIMITED,
+                    f"too many {self.operation} calls: at most {decision.limit} per "
+                    f"{decision.window_seconds} s; retry in {decision.retry_after} s",
+                    retryAfter=decision.retry_after,
+                    limit=decision.limit,
+                    window=decision.window_seconds,
+                )
+        return await next_(source, info, **kwargs)

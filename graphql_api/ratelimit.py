@@ -1,0 +1,123 @@
+"""The per-address limit on all HTTP traffic (and WebSocket handshakes), as ASGI middleware.
+
+Every answer carries the IETF RateLimit / RateLimit-Policy fields, so clients can pace
+themselves before they are refused; a refused request gets 429 with Retry-After. Health
+probes are exempt: a load balancer's checks must not use up, or be refused by, a quota.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graphql_api.client_address import Network, client_address, rate_key, remember
+from graphql_api.request_id import current_request_id
+from ratelimit import RateLimits, RateLimitUnavailable, WindowDecision
+
+logger = logging.getLogger("flashsale.ratelimit")
+
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+POLICY = "ip"
+_UNAVAILABLE_LOG_INTERVAL_SECONDS = 10.0
+
+
+def rate_limit_headers(decision: WindowDecision) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"ratelimit-policy", f'"{POLICY}";q={decision.limit};w={decision.window_seconds}'),
+        (b"ratelimit", f'"{POLICY}";r={decision.remaining};t={decision.reset_after}'),
+    ]
+    if not decision.allowed:
+        headers.append((b"retry-after", str(decision.retry_after)))
+    return [(name, value.encode()) for name, value in headers]
+
+
+class IpRateLimit:
+    """Counts each request against its client address's sliding window (shared by every
+    process through Redis). If Redis does not answer, requests go through: reads need no
+    quota to be safe, and every write is refused further in by the checks that need Redis
+    (the cost budget, the per-user limit, the stock itself)."""
+
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[Network]) -> None:
+        self.app = app
+        self.trusted_proxies = tuple(trusted_proxies)
+        self._last_unavailable_log = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        address = client_address(scope, self.trusted_proxies)
+        remember(scope, address)
+        limits: RateLimits = scope["app"].state.services.rate_limits
+        if not limits.enabled or scope["path"] in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            decision = await limits.per_ip.hit(rate_key(address))
+        except RateLimitUnavailable as exc:
+            self._log_unavailable(exc)
+            await self.app(scope, receive, send)
+            return
+        headers = rate_limit_headers(decision)
+        if not decision.allowed:
+            await self._refuse(scope, send, decision, headers)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        send: Send,
+        decision: WindowDecision,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        body = json.dumps(
+            {
+                "errors": [
+                    {
+                        "message": f"too many requests from this address (at most "
+                        f"{decision.limit} per {decision.window_seconds} s): retry in "
+                        f"{decision.retry_after} s",
+                        "extensions": {
+                            "code": "RATE_LIMITED",
+                            "retryAfter": decision.retry_after,
+                            "requestId": current_request_id(),
+                        },
+                    }
+                ]
+            }
+        ).encode()
+        start_type = "http.response.start"
+        body_type = "http.response.body"
+        if scope["type"] == "websocket":
+            if "websocket.http.response" not in scope.get("extensions", {}):
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            start_type = "websocket.http.response.start"
+            body_type = "websocket.http.response.body"
+        await send(
+            {
+                "type": start_type,
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *headers,
+                ],
+            }
+        )
+        await send({"type": body_type, "body": body})
+
+    def _log_unavailable(self, exc: RateLimitUnavailable) -> None:
+        now = time.monotonic()
+        if now - self._last_unavailable_log >= _UNAVAILABLE_LOG_INTERVAL_SECONDS:
+            self._last_unavailable_log = now
+            logger.warning("rate limits unavailable, letting requests through: %s", exc)

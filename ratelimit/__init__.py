@@ -1,0 +1,64 @@
+"""Rate limits shared by every API process: sliding windows (per client address, per user
+on the writes that take stock) and a per-caller query cost budget. Counts live in Redis;
+the transport (`graphql_api`) decides where each applies."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
+
+from ratelimit.bucket import BucketStatus, CostBucket
+from ratelimit.errors import RateLimitUnavailable
+from ratelimit.windows import SlidingWindow, WindowDecision
+
+__all__ = [
+    "BucketStatus",
+    "CostBucket",
+    "RateLimitUnavailable",
+    "RateLimits",
+    "SlidingWindow",
+    "WindowDecision",
+    "build_rate_limits",
+]
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    enabled: bool
+    per_ip: SlidingWindow
+    per_user_write: SlidingWindow
+    """Counted separately for each operation (`reserve:<user>`, `checkout:<user>`)."""
+    cost: CostBucket
+
+
+def build_rate_limits(
+    redis: Redis,
+    *,
+    enabled: bool,
+    per_ip: str,
+    per_user_write: str,
+    cost_budget: int,
+    cost_restore_rate: int,
+    prefix: str = "fs:rl",
+    clock: Callable[[], float] = time.time,
+) -> RateLimits:
+    # The windows share the application's connection pool rather than opening their own.
+    storage = RedisStorage(
+        "async+redis://",
+        implementation="redispy",
+        connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # passed through
+        key_prefix=prefix,
+        wrap_exceptions=True,
+    )
+    limiter = MovingWindowRateLimiter(storage)
+    return RateLimits(
+        enabled=enabled,
+        per_ip=SlidingWindow(limiter, "ip", per_ip, clock),
+        per_user_write=SlidingWindow(limiter, "user", per_user_write, clock),
+        cost=CostBucket(
+            redis, cost_budget, cost_restore_rate, prefix=f"{prefix}:cost", clock=clock
+        ),
+    )
