@@ -3,11 +3,11 @@
 cost budget. Plus the per-user limit on the writes that take stock, as a field extension.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, ValidationContext
+from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode, ValidationContext
 from graphql.validation import ASTValidationRule
 from strawberry.extensions import (
     AddValidationRules,
@@ -44,11 +44,21 @@ class QueryGuards:
         )
 
     def extensions(self) -> list[Callable[[], Any]]:
-        """Factories: every request gets its own instances."""
+        """Factories: every request gets its own instances. The validation rules are made
+        once: the validation cache is keyed by the rule classes, so new classes for every
+        request would make every request miss it."""
+        rules = [
+            _coded(rule)
+            for limiter in (
+                QueryDepthLimiter(max_depth=self.max_depth),
+                MaxAliasesLimiter(max_alias_count=self.max_aliases),
+            )
+            for rule in limiter.validation_rules
+        ]
         return [
             lambda: MaxTokensLimiter(max_token_count=self.max_tokens),
-            lambda: _coded(QueryDepthLimiter(max_depth=self.max_depth)),
-            lambda: _coded(MaxAliasesLimiter(max_alias_count=self.max_aliases)),
+            lambda: AddValidationRules(rules),
+            OneOperation,
             lambda: QueryCost(self.max_cost),
         ]
 
@@ -67,16 +77,38 @@ class _CodedValidationContext:
         self._context.report_error(error)
 
 
-def _coded(extension: AddValidationRules) -> AddValidationRules:
-    def with_code(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
-        class Coded(rule):  # type: ignore[valid-type, misc]
-            def __init__(self, context: ValidationContext) -> None:
-                super().__init__(_CodedValidationContext(context))
+def _coded(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    class Coded(rule):  # type: ignore[valid-type, misc]
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(_CodedValidationContext(context))
 
-        return Coded
+    return Coded
 
-    extension.validation_rules = [with_code(rule) for rule in extension.validation_rules]
-    return extension
+
+class OneOperation(SchemaExtension):
+    """A document with several operations must say which to run (the GraphQL spec's
+    GetOperation). Strawberry runs the first one instead, so a client could slip a second
+    mutation past whatever looks only at the named one."""
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        assert execution.graphql_document is not None
+        operations = sum(
+            isinstance(definition, OperationDefinitionNode)
+            for definition in execution.graphql_document.definitions
+        )
+        named = getattr(execution, "_provided_operation_name", None)
+        if operations > 1 and named is None:
+            execution.result = ExecutionResult(
+                data=None,
+                errors=[
+                    ApiError(
+                        ErrorCode.GRAPHQL_VALIDATION_FAILED,
+                        "the document has several operations: say which to run with operationName",
+                    )
+                ],
+            )
+        yield
 
 
 class QueryCost(SchemaExtension):
@@ -92,6 +124,9 @@ class QueryCost(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         assert execution.graphql_document is not None
+        if execution.result is not None:  # already refused
+            yield
+            return
         self.cost = max(
             1,
             query_cost(

@@ -1,0 +1,140 @@
+"""Hostile documents are refused before any resolver runs: too deep, too many aliases, too
+many tokens, too costly, batched, or several operations at once. Each test sends a document
+that would reserve stock, then checks that none was taken."""
+
+import json
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from bson import ObjectId
+
+from catalog.validation import ProductDraft
+from flashsale.container import Services
+from flashsale.settings import load_settings
+from graphql_api.app import create_app
+from tests.conftest import error_codes
+
+RESERVE_FIELD = "reserve(productId: $p, quantity: 1) { reservation { id } errors { code } }"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def product(services: Services) -> str:
+    draft = ProductDraft.parse(name="Phone", price=Decimal("9.99"), total_stock=100)
+    return str((await services.catalog.create(draft)).id)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def shopper(client: httpx.AsyncClient, customer_token: str) -> AsyncIterator[Any]:
+    async def post(
+        query: str, variables: dict[str, Any] | None = None, operation: str | None = None
+    ) -> httpx.Response:
+        return await client.post(
+            "/graphql",
+            json={"query": query, "variables": variables or {}, "operationName": operation},
+            headers={"Authorization": f"Bearer {customer_token}"},
+        )
+
+    yield post
+
+
+async def _untouched(services: Services, product: str) -> None:
+    counters = await services.engine.counters([ObjectId(product)])
+    assert counters[ObjectId(product)].reserved == 0
+
+
+async def test_too_deep_is_refused(services: Services, product: str, customer_token: str) -> None:
+    settings = load_settings(
+        **{**services.settings.model_dump(), "query_max_depth": 2}, _env_file=None
+    )
+    app = create_app(settings, services)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as http:
+        deep = """mutation R($p: ID!) { reserve(productId: $p, quantity: 1) {
+          reservation { product { name } } } }"""
+        answer = await http.post(
+            "/graphql",
+            json={"query": deep, "variables": {"p": product}},
+            headers={"Authorization": f"Bearer {customer_token}"},
+        )
+    body = answer.json()
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    # Depth counts from 0 at the root field: reserve 0, reservation 1, product 2, name 3.
+    assert "exceeds maximum operation depth of 2" in body["errors"][0]["message"]
+    await _untouched(services, product)
+
+
+async def test_deep_nesting_is_refused_at_the_default_depth(shopper: Any) -> None:
+    deep = "{ products { edges { node { " + "a { " * 12 + "b" + " }" * 12 + " } } } }"
+    assert "QUERY_TOO_COMPLEX" in error_codes((await shopper(deep)).json())
+
+
+async def test_an_alias_bomb_is_refused(services: Services, product: str, shopper: Any) -> None:
+    bomb = "mutation R($p: ID!) { " + " ".join(f"a{i}: {RESERVE_FIELD}" for i in range(16)) + " }"
+    body = (await shopper(bomb, {"p": product})).json()
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body["errors"][0]["message"] == "16 aliases found. Allowed: 15"
+    await _untouched(services, product)
+
+
+async def test_too_many_tokens_is_refused(services: Services, product: str, shopper: Any) -> None:
+    padded = (
+        "mutation R($p: ID!) { reserve(productId: $p, quantity: 1) { "
+        + "__typename " * 2_100
+        + "} }"
+    )
+    body = (await shopper(padded, {"p": product})).json()
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert "more than 2000 tokens" in body["errors"][0]["message"]
+    await _untouched(services, product)
+
+
+async def test_nesting_past_the_parser_limit_is_refused(shopper: Any) -> None:
+    deep = "{" + "a {" * 5_000 + "}" * 5_001
+    answer = await shopper(deep)
+    assert answer.status_code == 200
+    assert error_codes(answer.json()) == ["QUERY_TOO_COMPLEX"]
+
+
+async def test_batched_operations_are_refused(
+    client: httpx.AsyncClient, services: Services, product: str, customer_token: str
+) -> None:
+    one = {"query": f"mutation R($p: ID!) {{ {RESERVE_FIELD} }}", "variables": {"p": product}}
+    answer = await client.post(
+        "/graphql",
+        content=json.dumps([one, one]),
+        headers={"Authorization": f"Bearer {customer_token}", "content-type": "application/json"},
+    )
+    assert answer.status_code == 400
+    assert error_codes(answer.json()) == ["BAD_REQUEST"]
+    await _untouched(services, product)
+
+
+async def test_several_operations_need_an_operation_name(
+    services: Services, product: str, shopper: Any
+) -> None:
+    two = f"mutation A($p: ID!) {{ {RESERVE_FIELD} }} mutation B($p: ID!) {{ {RESERVE_FIELD} }}"
+    answer = await shopper(two, {"p": product})
+    body = answer.json()
+    assert error_codes(body) == ["GRAPHQL_VALIDATION_FAILED"]
+    await _untouched(services, product)
+
+    named = await shopper(two, {"p": product}, operation="B")
+    assert named.json()["data"]["reserve"]["errors"] == []
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [{"p": None}, {"p": ["x"]}, {"p": {"$gt": ""}}, {"p": "x" * 5_000}, {}],
+)
+async def test_hostile_variables_are_bad_input(
+    services: Services, product: str, shopper: Any, variables: dict[str, Any]
+) -> None:
+    answer = await shopper(f"mutation R($p: ID!) {{ {RESERVE_FIELD} }}", variables)
+    assert answer.status_code == 200
+    assert error_codes(answer.json()) == ["BAD_USER_INPUT"]
+    await _untouched(services, product)
