@@ -1,0 +1,91 @@
+"""The limits hold across two real server processes sharing one Redis: concurrent requests
+spread over both are counted in one window per address, one per user, one budget."""
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
+
+import httpx
+import pytest
+from bson import ObjectId
+
+from catalog.validation import ProductDraft
+from flashsale.container import Services
+from models import Role
+from tests.processes import ServerProcess, base_env
+
+RESERVE = """mutation R($p: ID!) { reserve(productId: $p, quantity: 1) {
+  reservation { id } errors { code } } }"""
+
+
+@pytest.fixture
+def limited_servers(servers: dict[str, str], services: Services) -> Iterator[list[ServerProcess]]:
+    env = base_env(
+        REDIS_URL=servers["redis_url"],
+        MONGODB_URI=servers["mongodb_uri"],
+        MONGODB_DB=services.settings.mongodb_db,
+        RATE_LIMITS_ENABLED="true",
+        RATE_LIMIT_PER_IP="30/minute",
+        RATE_LIMIT_RESERVE_PER_USER="3/minute",
+    )
+    started: list[ServerProcess] = []
+    try:
+        started = [ServerProcess(env), ServerProcess(env)]
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+async def fresh_windows(services: Services) -> None:
+    # Both processes count 127.0.0.1 under the default prefix: start from no count.
+    async for key in services.redis.scan_iter(match="fs:rl:*", count=1000):
+        await services.redis.delete(key)
+
+
+async def test_address_and_user_limits_are_shared_by_processes(
+    services: Services, fresh_windows: None, limited_servers: list[ServerProcess]
+) -> None:
+    product = await services.catalog.create(
+        ProductDraft.parse(
+            name="Phone", price=Decimal("5.00"), total_stock=100, max_per_customer=10
+        )
+    )
+    shoppers = [services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER) for _ in range(4)]
+    urls = [server.url for server in limited_servers]
+
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def reserve(index: int, token: str) -> httpx.Response:
+            return await http.post(
+                f"{urls[index % 2]}/graphql",
+                json={"query": RESERVE, "variables": {"p": str(product.id)}},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+
+        # 4 shoppers send 6 reserves each, all at once, alternating between processes:
+        # 24 requests from one address (quota 30), 6 per user (quota 3).
+        answers = await asyncio.gather(*(reserve(i, token) for token in shoppers for i in range(6)))
+        assert {a.status_code for a in answers} == {200}
+        per_user: dict[str, Counter[str]] = {}
+        for index, answer in enumerate(answers):
+            body = answer.json()
+            code = body["errors"][0]["extensions"]["code"] if body.get("errors") else "RESERVED"
+            per_user.setdefault(shoppers[index // 6], Counter())[code] += 1
+        assert all(c == Counter({"RESERVED": 3, "RATE_LIMITED": 3}) for c in per_user.values())
+        counters = await services.engine.counters([product.id])
+        assert counters[product.id].reserved == 12
+
+        # The address has used 24 of its 30 requests, whichever process counted them.
+        more = await asyncio.gather(
+            *(
+                http.post(f"{urls[i % 2]}/graphql", json={"query": "{ __typename }"})
+                for i in range(10)
+            )
+        )
+        assert Counter(a.status_code for a in more) == Counter({200: 6, 429: 4})
+        refused = next(a for a in more if a.status_code == 429)
+        assert 1 <= int(refused.headers["retry-after"]) <= 61
+        assert refused.headers["ratelimit-policy"] == '"ip";q=30;w=60'
