@@ -84,6 +84,10 @@ class ErrorCodes(MaskErrors):
                 f"{original.field}: {original.message}",
                 {"code": ErrorCode.BAD_USER_INPUT.value, "field": original.field},
             )
+        elif isinstance(original, ValueError | TypeError) and error.path is None:
+            # A custom scalar refusing a literal or variable while the document is checked:
+            # the client's input, not our bug.
+            return self._copy(error, error.message, {"code": ErrorCode.BAD_USER_INPUT.value})
         elif original is not None and not isinstance(original, GraphQLError):
             request_id = current_request_id()
             logger.error(

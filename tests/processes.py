@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -29,10 +30,13 @@ class ServerProcess:
     def __init__(self, env: dict[str, str], *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flashsale", "serve", "--port", str(self.port), *args],
             env=env,
-            stdout=subprocess.PIPE,
+            # A file, not a pipe: nobody reads a pipe while the server runs, and a full
+            # one (a few screens of logged errors) would block the server mid-request.
+            stdout=self._log,
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -54,9 +58,11 @@ class ServerProcess:
         raise AssertionError(f"server not ready in {START_TIMEOUT}s:\n{self.output()}")
 
     def output(self) -> str:
-        if self.process.poll() is None or self.process.stdout is None:
-            return "(still running)"
-        return self.process.stdout.read()
+        """What the server has printed so far (or in all, once stopped)."""
+        if self._log.closed:
+            return self._last_output
+        self._log.seek(0)
+        return self._log.read()
 
     def named(self, fragment: str) -> list[psutil.Process]:
         return [p for p in self.tree if fragment in " ".join(p.cmdline())]
@@ -79,9 +85,13 @@ class ServerProcess:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     process.kill()
             self.process.wait()
-            raise AssertionError(f"server did not stop within {STOP_TIMEOUT}s of {sig!r}") from None
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+            raise AssertionError(
+                f"server did not stop within {STOP_TIMEOUT}s of {sig!r}:\n{self.output()}"
+            ) from None
+        finally:
+            if self.process.poll() is not None and not self._log.closed:
+                self._last_output = self.output()
+                self._log.close()
         _, alive = psutil.wait_procs(getattr(self, "tree", []), timeout=30)
         assert alive == [], f"left running: {alive}"
         return code

@@ -138,3 +138,21 @@ async def test_hostile_variables_are_bad_input(
     assert answer.status_code == 200
     assert error_codes(answer.json()) == ["BAD_USER_INPUT"]
     await _untouched(services, product)
+
+
+async def test_a_bad_scalar_literal_is_bad_input_not_an_internal_error(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    # Found by the fuzzing pass: the Money scalar refusing a literal used to be masked as
+    # INTERNAL_SERVER_ERROR.
+    answer = await client.post(
+        "/graphql",
+        json={
+            "query": 'mutation { createProduct(input: {name: "x", price: "", totalStock: 1}) '
+            "{ product { id } } }"
+        },
+        headers={"Authorization": f"Bearer {admin_token}"},
+    )
+    body = answer.json()
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert 'money must be a decimal string such as "19.99"' in body["errors"][0]["message"]
