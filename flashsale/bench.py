@@ -177,7 +177,13 @@ async def _run(
 
 
 def run_bench(
-    settings: Settings, *, requests: int, concurrency: int, stock: int, workers: int
+    settings: Settings,
+    *,
+    requests: int,
+    concurrency: int,
+    stock: int,
+    workers: int,
+    rate_limits: bool = False,
 ) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="flashsale-bench-"))
     embedded = None
@@ -200,6 +206,13 @@ def run_bench(
         "MONGODB_DB": live.mongodb_db,
         "JWT_SECRET": live.jwt_secret,
         "LOG_LEVEL": "WARNING",
+        # One address sends everything here: with limits on, the quotas are set so high
+        # that nothing is refused, and only the cost of counting shows.
+        "RATE_LIMITS_ENABLED": str(rate_limits).lower(),
+        "RATE_LIMIT_PER_IP": "100000000/minute",
+        "RATE_LIMIT_RESERVE_PER_USER": "1000/minute",
+        "QUERY_COST_BUDGET": "10000000",
+        "QUERY_COST_RESTORE_RATE": "1000000",
     }
     server = subprocess.Popen(
         [
@@ -220,7 +233,8 @@ def run_bench(
         _wait_ready(url, server)
         print(  # noqa: T201
             f"flashsale bench: {requests} requests per phase, {concurrency} concurrent clients, "
-            f"stock {stock}, {workers} API process(es), {os.cpu_count()} CPUs, load generator "
+            f"stock {stock}, {workers} API process(es), rate limits "
+            f"{'on' if rate_limits else 'off'}, {os.cpu_count()} CPUs, load generator "
             "in this process",
             flush=True,
         )

@@ -139,6 +139,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         concurrency=args.concurrency,
         stock=args.stock,
         workers=args.workers,
+        rate_limits=args.rate_limits,
     )
 
 
@@ -175,6 +176,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=200, help="clients (default 200)")
     bench.add_argument("--stock", type=int, default=1_000, help="units on sale (default 1000)")
     bench.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    bench.add_argument(
+        "--rate-limits",
+        action="store_true",
+        help="count every request against the rate limits (quotas too high to refuse any), "
+        "to measure what counting costs; off by default",
+    )
     bench.set_defaults(handler=_bench)
 
     schema = commands.add_parser("schema", help="print the GraphQL schema (SDL)")

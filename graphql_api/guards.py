@@ -7,13 +7,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode, ValidationContext
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationDefinitionNode,
+    ValidationContext,
+)
 from graphql.validation import ASTValidationRule
 from strawberry.extensions import (
-    AddValidationRules,
     FieldExtension,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
     QueryDepthLimiter,
     SchemaExtension,
 )
@@ -44,23 +48,18 @@ class QueryGuards:
         )
 
     def extensions(self) -> list[Callable[[], Any]]:
-        """Factories: every request gets its own instances. The validation rules are made
-        once: the validation cache is keyed by the rule classes, so new classes for every
-        request would make every request miss it."""
-        rules = [
+        """One factory: every request gets its own instance. The validation rules are made
+        once here: the validation cache is keyed by the rule classes, so new classes for
+        every request would make every request miss it."""
+        rules = tuple(
             _coded(rule)
             for limiter in (
                 QueryDepthLimiter(max_depth=self.max_depth),
                 MaxAliasesLimiter(max_alias_count=self.max_aliases),
             )
             for rule in limiter.validation_rules
-        ]
-        return [
-            lambda: MaxTokensLimiter(max_token_count=self.max_tokens),
-            lambda: AddValidationRules(rules),
-            OneOperation,
-            lambda: QueryCost(self.max_cost),
-        ]
+        )
+        return [lambda: QueryGuard(self, rules)]
 
 
 class _CodedValidationContext:
@@ -85,61 +84,60 @@ def _coded(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
     return Coded
 
 
-class OneOperation(SchemaExtension):
-    """A document with several operations must say which to run (the GraphQL spec's
-    GetOperation). Strawberry runs the first one instead, so a client could slip a second
-    mutation past whatever looks only at the named one."""
+class QueryGuard(SchemaExtension):
+    """Everything checked before a resolver runs, in one extension (each extension costs
+    every request a few hooks):
 
-    def on_execute(self) -> Iterator[None]:
-        execution = self.execution_context
-        assert execution.graphql_document is not None
-        operations = sum(
-            isinstance(definition, OperationDefinitionNode)
-            for definition in execution.graphql_document.definitions
-        )
-        named = getattr(execution, "_provided_operation_name", None)
-        if operations > 1 and named is None:
-            execution.result = ExecutionResult(
-                data=None,
-                errors=[
-                    ApiError(
-                        ErrorCode.GRAPHQL_VALIDATION_FAILED,
-                        "the document has several operations: say which to run with operationName",
-                    )
-                ],
-            )
-        yield
+    - the token limit (the parser stops there) and the depth and alias rules, with
+      Strawberry's limiters and QUERY_TOO_COMPLEX;
+    - one operation per request unless `operationName` picks one (the GraphQL spec's
+      GetOperation; Strawberry alone runs the first, so a second mutation could slip past
+      anything that looks only at the named one);
+    - the maximum cost (QUERY_TOO_COMPLEX), then the caller's budget (RATE_LIMITED with
+      retryAfter when it is short), both reported in `extensions.cost` as Shopify does.
+    """
 
-
-class QueryCost(SchemaExtension):
-    """Refuses an operation over the maximum cost (QUERY_TOO_COMPLEX), then takes its cost
-    from the caller's budget (RATE_LIMITED with retryAfter when it is short), and reports
-    both in `extensions.cost`, the way Shopify's API does."""
-
-    def __init__(self, max_cost: int) -> None:
-        self.max_cost = max_cost
+    def __init__(self, guards: QueryGuards, rules: tuple[type[ASTValidationRule], ...]) -> None:
+        self.max_tokens = guards.max_tokens
+        self.max_cost = guards.max_cost
+        self.rules = rules
         self.cost: int | None = None
         self.status: BucketStatus | None = None
+
+    def on_operation(self) -> Iterator[None]:
+        execution = self.execution_context
+        execution.parse_options["max_tokens"] = self.max_tokens
+        execution.validation_rules = (*execution.validation_rules, *self.rules)
+        yield
 
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         assert execution.graphql_document is not None
-        if execution.result is not None:  # already refused
-            yield
-            return
-        self.cost = max(
-            1,
-            query_cost(
-                execution.schema._schema,
-                execution.graphql_document,
-                execution.operation_name,
-                execution.variables,
-            ),
-        )
-        refusal = await self._refusal(execution.context, execution.operation_type)
+        refusal = self._several_operations(execution.graphql_document)
+        if refusal is None:
+            self.cost = max(
+                1,
+                query_cost(
+                    execution.schema._schema,
+                    execution.graphql_document,
+                    execution.operation_name,
+                    execution.variables,
+                ),
+            )
+            refusal = await self._refusal(execution.context, execution.operation_type)
         if refusal is not None:
             execution.result = ExecutionResult(data=None, errors=[refusal])
         yield
+
+    def _several_operations(self, document: DocumentNode) -> ApiError | None:
+        operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
+        named = getattr(self.execution_context, "_provided_operation_name", None)
+        if operations > 1 and named is None:
+            return ApiError(
+                ErrorCode.GRAPHQL_VALIDATION_FAILED,
+                "the document has several operations: say which to run with operationName",
+            )
+        return None
 
     async def _refusal(self, context: Context, operation: OperationType) -> ApiError | None:
         assert self.cost is not None

@@ -15,7 +15,9 @@ from redis.exceptions import RedisError
 
 from ratelimit.errors import RateLimitUnavailable
 
-STORE_TIMEOUT_SECONDS = 1.0
+# As long as the pool waits for a connection: under a stampede a slow answer is load, and
+# the writes it guards must not fail for that alone.
+STORE_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ from decimal import Decimal
 import httpx
 import pytest
 from bson import ObjectId
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from catalog.validation import ProductDraft
 from flashsale.container import Services
@@ -89,3 +92,11 @@ async def test_address_and_user_limits_are_shared_by_processes(
         refused = next(a for a in more if a.status_code == 429)
         assert 1 <= int(refused.headers["retry-after"]) <= 61
         assert refused.headers["ratelimit-policy"] == '"ip";q=30;w=60'
+
+    # WebSocket handshakes count against the same quota, and are refused with a 429 too.
+    ws_url = urls[0].replace("http://", "ws://") + "/graphql"
+    with pytest.raises(InvalidStatus) as handshake:
+        async with connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]):
+            pass
+    assert handshake.value.response.status_code == 429
+    assert handshake.value.response.headers["retry-after"]
