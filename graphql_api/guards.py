@@ -130,6 +130,8 @@ class QueryGuard(SchemaExtension):
         yield
 
     def _several_operations(self, document: DocumentNode) -> ApiError | None:
+        if len(document.definitions) < 2:
+            return None
         operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
         named = getattr(self.execution_context, "_provided_operation_name", None)
         if operations > 1 and named is None:
