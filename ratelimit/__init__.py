@@ -10,11 +10,13 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
+from ratelimit.breaker import Breaker
 from ratelimit.bucket import BucketStatus, CostBucket
 from ratelimit.errors import RateLimitUnavailable
 from ratelimit.windows import SlidingWindow, WindowDecision
 
 __all__ = [
+    "Breaker",
     "BucketStatus",
     "CostBucket",
     "RateLimitUnavailable",
@@ -54,11 +56,17 @@ def build_rate_limits(
         wrap_exceptions=True,
     )
     limiter = MovingWindowRateLimiter(storage)
+    breaker = Breaker()  # one store, so one breaker for all three
     return RateLimits(
         enabled=enabled,
-        per_ip=SlidingWindow(limiter, "ip", per_ip, clock),
-        per_user_write=SlidingWindow(limiter, "user", per_user_write, clock),
+        per_ip=SlidingWindow(limiter, "ip", per_ip, clock, breaker),
+        per_user_write=SlidingWindow(limiter, "user", per_user_write, clock, breaker),
         cost=CostBucket(
-            redis, cost_budget, cost_restore_rate, prefix=f"{prefix}:cost", clock=clock
+            redis,
+            cost_budget,
+            cost_restore_rate,
+            prefix=f"{prefix}:cost",
+            clock=clock,
+            breaker=breaker,
         ),
     )

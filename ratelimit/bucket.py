@@ -3,7 +3,6 @@ keep (Shopify's calculated query costs). Each query takes its cost from the buck
 bucket refills at a fixed rate up to its capacity. One Lua script, so any number of API
 processes share a bucket without races."""
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -11,10 +10,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from ratelimit.errors import RateLimitUnavailable
-from ratelimit.windows import STORE_TIMEOUT_SECONDS
+from ratelimit.breaker import Breaker
 
 
 @dataclass(frozen=True)
@@ -38,8 +35,10 @@ class CostBucket:
         *,
         prefix: str = "fs:cost",
         clock: Callable[[], float] = time.time,
+        breaker: Breaker | None = None,
     ) -> None:
         self.capacity = capacity
+        self._breaker = breaker or Breaker()
         self.restore_rate = restore_rate
         self._prefix = prefix
         self._clock = clock
@@ -51,13 +50,10 @@ class CostBucket:
         # The identity is the hash tag, so the bucket lives on one cluster slot.
         key = f"{self._prefix}:{{{identity}}}"
         now_ms = int(self._clock() * 1000)
-        try:
-            async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
-                allowed, level, wait_ms = await self._script(
-                    keys=[key], args=[self.capacity, self.restore_rate, cost, now_ms]
-                )
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise RateLimitUnavailable(str(exc)) from exc
+        async with self._breaker.guard():
+            allowed, level, wait_ms = await self._script(
+                keys=[key], args=[self.capacity, self.restore_rate, cost, now_ms]
+            )
         return BucketStatus(
             allowed=bool(allowed),
             capacity=self.capacity,

@@ -2,7 +2,6 @@
 process shares them. The algorithm is the library's; this module names the windows and
 turns its answers into what HTTP and GraphQL report (remaining, reset, retry after)."""
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -10,14 +9,8 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
-from redis.exceptions import RedisError
 
-from ratelimit.errors import RateLimitUnavailable
-
-# As long as the pool waits for a connection: under a stampede a slow answer is load, and
-# the writes it guards must not fail for that alone.
-STORE_TIMEOUT_SECONDS = 5.0
+from ratelimit.breaker import Breaker
 
 
 @dataclass(frozen=True)
@@ -43,8 +36,10 @@ class SlidingWindow:
         name: str,
         rate: str,
         clock: Callable[[], float] = time.time,
+        breaker: Breaker | None = None,
     ) -> None:
         self.name = name
+        self._breaker = breaker or Breaker()
         self.item: RateLimitItem = parse(rate)
         self._limiter = limiter
         self._clock = clock
@@ -59,12 +54,9 @@ class SlidingWindow:
 
     async def hit(self, identity: str) -> WindowDecision:
         """Count one request for `identity`, unless its window is full."""
-        try:
-            async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
-                allowed = await self._limiter.hit(self.item, self.name, identity)
-                stats = await self._limiter.get_window_stats(self.item, self.name, identity)
-        except (StorageError, RedisError, OSError, TimeoutError) as exc:
-            raise RateLimitUnavailable(str(exc)) from exc
+        async with self._breaker.guard():
+            allowed = await self._limiter.hit(self.item, self.name, identity)
+            stats = await self._limiter.get_window_stats(self.item, self.name, identity)
         return WindowDecision(
             allowed=allowed,
             limit=self.limit,
