@@ -17,6 +17,7 @@ from flashsale.settings import Settings
 from models import DOCUMENT_MODELS
 from ratelimit import RateLimits, build_rate_limits
 from reservations.background import BackgroundTasks
+from reservations.events import EventHub
 from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine
 
@@ -35,6 +36,7 @@ class Services:
     engine: ReservationEngine
     background: BackgroundTasks
     rate_limits: RateLimits
+    events: EventHub
 
     async def readiness(self) -> dict[str, bool]:
         """Whether Redis and MongoDB answer, each within a short timeout."""
@@ -56,6 +58,7 @@ class Services:
         stuck connection can never keep a process from exiting."""
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("background tasks", self.background.stop),
+            ("event hub", self.events.close),
             # The pool was passed in, so aclose() would leave its sockets open by default.
             ("redis", lambda: self.redis.aclose(close_connection_pool=True)),
             ("mongodb", self.mongo.close),
@@ -96,6 +99,7 @@ async def build_services(settings: Settings) -> Services:
         catalog=CatalogService(stock=engine),
         engine=engine,
         background=BackgroundTasks(engine, ChangeLogPersister(redis, database), database),
+        events=EventHub(redis),
         rate_limits=build_rate_limits(
             redis,
             enabled=settings.rate_limits_enabled,

@@ -27,6 +27,8 @@ class Context:
     services: Services
     connection: HTTPConnection | None
     authorization: str | None
+    connection_params: dict[str, object] | None = None
+    """graphql-transport-ws: the `connection_init` payload."""
     _user: User | None = field(default=None, repr=False)
 
     @cached_property

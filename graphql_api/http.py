@@ -16,11 +16,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types.unset import UnsetType
 
 from flashsale.container import Services
 from graphql_api.context import Context
+from graphql_api.errors import ApiError
 from graphql_api.graphiql import GRAPHIQL_HTML
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -148,6 +151,23 @@ class GraphQLView(GraphQL[Context, None]):
             connection=request,
             authorization=request.headers.get("authorization"),
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """graphql-transport-ws carries the token in `connection_init`'s payload
+        (`{"Authorization": "Bearer <token>"}`). Without one the connection is anonymous
+        (stock is public); a bad one closes it with 4403, as a bad header gets
+        UNAUTHENTICATED over HTTP."""
+        params = context.connection_params or {}
+        authorization = next((v for k, v in params.items() if k.lower() == "authorization"), None)
+        if authorization is not None:
+            if not isinstance(authorization, str):
+                raise ConnectionRejectionError({"reason": "Authorization must be a string"})
+            context.authorization = authorization
+            try:
+                _ = context.claims
+            except ApiError as exc:
+                raise ConnectionRejectionError({"reason": exc.message}) from None
+        return await super().on_ws_connect(context)
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub_response = await super().get_sub_response(request)

@@ -19,11 +19,13 @@ from graphql_api.accounts.mutations import AccountMutations
 from graphql_api.accounts.queries import AccountQueries
 from graphql_api.catalog.mutations import CatalogMutations
 from graphql_api.catalog.queries import CatalogQueries
+from graphql_api.catalog.subscriptions import CatalogSubscriptions
 from graphql_api.common import MONEY_SCALAR, Money
 from graphql_api.errors import ErrorCodes
 from graphql_api.guards import QueryGuards
 from graphql_api.reservations.mutations import ReservationMutations
 from graphql_api.reservations.queries import ReservationQueries
+from graphql_api.reservations.subscriptions import ReservationSubscriptions
 
 
 class _ParserCache(ParserCache):
@@ -53,6 +55,7 @@ class _Schema(strawberry.Schema):
 
 Query = merge_types("Query", (CatalogQueries, ReservationQueries, AccountQueries))
 Mutation = merge_types("Mutation", (AccountMutations, CatalogMutations, ReservationMutations))
+Subscription = merge_types("Subscription", (CatalogSubscriptions, ReservationSubscriptions))
 
 
 def build_schema(
@@ -72,6 +75,7 @@ def build_schema(
     return _Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(scalar_map={Money: MONEY_SCALAR}),
     )

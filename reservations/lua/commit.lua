@@ -5,6 +5,15 @@
 -- Returns: {"OK"} | {"ALREADY"} | {"ABSORBED"} | {"NOT_ACTIVE", status}
 -- "ABSORBED": the hold is gone (Redis was rebuilt from MongoDB before the hold had been
 -- recorded there); the sale is durable, so it is counted as sold all the same.
+
+-- The customer's own channel, beside the product's: "<prefix>:customer:<cid>:events"
+-- (reservations/events.py names it the same way).
+local function tell_customer(channel, cid, rid, status, qty, expires, at)
+  local prefix, pid = string.match(channel, '^(.-):{(.-)}:')
+  redis.call('PUBLISH', prefix .. ':customer:' .. cid .. ':events', cjson.encode({
+    product = pid, hold = rid, status = status, quantity = qty, expires = expires, at = at,
+  }))
+end
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw then
   if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -29,4 +38,5 @@ redis.call('PUBLISH', ARGV[3], cjson.encode({
   total = tonumber(redis.call('HGET', KEYS[1], 'total')), sold = sold,
   reserved = reserved, at = now,
 }))
+tell_customer(ARGV[3], h.c, ARGV[1], 'COMPLETED', h.q, h.ex, now)
 return {'OK'}

@@ -3,6 +3,15 @@
 -- KEYS: 1 stock, 2 holds, 3 expiry, 4 customers, 5 log
 -- ARGV: 1 now ms, 2 batch size, 3 events channel
 -- Returns: list of expired rids
+
+-- The customer's own channel, beside the product's: "<prefix>:customer:<cid>:events"
+-- (reservations/events.py names it the same way).
+local function tell_customer(channel, cid, rid, status, qty, expires, at)
+  local prefix, pid = string.match(channel, '^(.-):{(.-)}:')
+  redis.call('PUBLISH', prefix .. ':customer:' .. cid .. ':events', cjson.encode({
+    product = pid, hold = rid, status = status, quantity = qty, expires = expires, at = at,
+  }))
+end
 local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 if #due == 0 then return due end
@@ -21,6 +30,7 @@ for _, rid in ipairs(due) do
       redis.call('XADD', KEYS[5], '*', 'e', 'EXPIRED', 'r', rid, 'c', h.c, 'q', h.q,
         'cr', h.cr, 'ex', h.ex, 'k', h.k, 'at', now)
       expired[#expired + 1] = rid
+      tell_customer(ARGV[3], h.c, rid, 'EXPIRED', h.q, h.ex, now)
     end
   end
 end

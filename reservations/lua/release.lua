@@ -3,6 +3,15 @@
 -- ARGV: 1 rid, 2 now ms, 3 new status (CANCELLED | EXPIRED), 4 events channel,
 --       5 customer id that must own it ("" for any)
 -- Returns: {"OK", status} | {"NOT_FOUND"} | {"NOT_ACTIVE", status} | {"CLAIMED"}
+
+-- The customer's own channel, beside the product's: "<prefix>:customer:<cid>:events"
+-- (reservations/events.py names it the same way).
+local function tell_customer(channel, cid, rid, status, qty, expires, at)
+  local prefix, pid = string.match(channel, '^(.-):{(.-)}:')
+  redis.call('PUBLISH', prefix .. ':customer:' .. cid .. ':events', cjson.encode({
+    product = pid, hold = rid, status = status, quantity = qty, expires = expires, at = at,
+  }))
+end
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw then return {'NOT_FOUND'} end
 local h = cjson.decode(raw)
@@ -23,4 +32,5 @@ local s = redis.call('HMGET', KEYS[1], 'total', 'sold')
 redis.call('PUBLISH', ARGV[4], cjson.encode({
   total = tonumber(s[1]), sold = tonumber(s[2]), reserved = reserved, at = now,
 }))
+tell_customer(ARGV[4], h.c, ARGV[1], status, h.q, h.ex, now)
 return {'OK', status}

@@ -6,6 +6,15 @@
 -- Returns: {"OK", rid, expires_ms, available} | {"EXISTING", rid} | {"NOT_LOADED"}
 --        | {"SALE_NOT_ACTIVE"} | {"LIMIT_PER_CUSTOMER", limit, already}
 --        | {"OUT_OF_STOCK", available}
+
+-- The customer's own channel, beside the product's: "<prefix>:customer:<cid>:events"
+-- (reservations/events.py names it the same way).
+local function tell_customer(channel, cid, rid, status, qty, expires, at)
+  local prefix, pid = string.match(channel, '^(.-):{(.-)}:')
+  redis.call('PUBLISH', prefix .. ':customer:' .. cid .. ':events', cjson.encode({
+    product = pid, hold = rid, status = status, quantity = qty, expires = expires, at = at,
+  }))
+end
 local rid, cid, qty, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local key = ARGV[5]
 
@@ -40,4 +49,5 @@ redis.call('XADD', KEYS[6], '*', 'e', 'ACTIVE', 'r', rid, 'c', cid, 'q', qty,
 redis.call('PUBLISH', ARGV[6], cjson.encode({
   total = total, sold = sold, reserved = reserved + qty, at = now,
 }))
+tell_customer(ARGV[6], cid, rid, 'ACTIVE', qty, expires, now)
 return {'OK', rid, expires, available - qty}

@@ -1,0 +1,68 @@
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from flashsale.errors import InvalidInput
+from graphql_api.common import parse_id
+from graphql_api.context import Context
+from models.common import utcnow
+from reservations.events import StockChange as StockChangeEvent
+from reservations.events import stock_channel
+
+MAX_PRODUCTS = 100
+
+
+@strawberry.type(description="A product's stock at one moment.")
+class StockChange:
+    product_id: strawberry.ID
+    available: int
+    reserved: int
+    sold: int
+    at: datetime
+
+    @classmethod
+    def from_event(cls, event: StockChangeEvent) -> "StockChange":
+        return cls(
+            product_id=strawberry.ID(str(event.product_id)),
+            available=event.available,
+            reserved=event.reserved,
+            sold=event.sold,
+            at=event.at,
+        )
+
+
+@strawberry.type
+class CatalogSubscriptions:
+    @strawberry.subscription(
+        description="The stock of these products: first as it is now, one per product, "
+        "then again on every change, wherever it was made. Anyone may subscribe."
+    )
+    async def stock_changed(
+        self,
+        info: Info[Context, None],
+        product_ids: Annotated[list[strawberry.ID], strawberry.argument(description="1 to 100.")],
+    ) -> AsyncGenerator[StockChange, None]:
+        ids = list(dict.fromkeys(parse_id(raw, "productIds") for raw in product_ids))
+        if not 1 <= len(ids) <= MAX_PRODUCTS:
+            raise InvalidInput("productIds", f"give 1 to {MAX_PRODUCTS} product ids")
+        services = info.context.services
+        channels = {stock_channel(product_id): product_id for product_id in ids}
+        async with services.events.subscribe(channels) as subscription:
+            # Read after subscribing, so no change falls between the snapshot and the feed.
+            counters = await services.engine.counters(ids)
+            unknown = [str(product_id) for product_id in ids if product_id not in counters]
+            if unknown:
+                raise InvalidInput("productIds", f"no such product: {', '.join(unknown)}")
+            now = utcnow()
+            for product_id in ids:
+                yield StockChange.from_event(
+                    StockChangeEvent.from_counters(product_id, counters[product_id], now)
+                )
+            while True:
+                event = await subscription.queue.get()
+                yield StockChange.from_event(
+                    StockChangeEvent.from_event(channels[event.channel], event.data)
+                )

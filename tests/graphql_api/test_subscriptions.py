@@ -1,0 +1,191 @@
+"""Subscriptions over graphql-transport-ws against two real server processes sharing Redis:
+a change made through one process reaches a subscriber on the other."""
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from bson import ObjectId
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from catalog.validation import ProductDraft
+from flashsale.container import Services
+from models import Role
+from reservations.events import customer_channel, stock_channel
+from tests.processes import ServerProcess, base_env
+from tests.ws import session
+
+STOCK = """subscription S($ids: [ID!]!) { stockChanged(productIds: $ids) {
+  productId available reserved sold at } }"""
+MINE = """subscription { myReservationEvents {
+  reservationId productId status quantity expiresAt at } }"""
+RESERVE = """mutation R($p: ID!, $q: Int!) { reserve(productId: $p, quantity: $q) {
+  reservation { id expiresAt } errors { code } } }"""
+CANCEL = """mutation C($r: ID!) { cancelReservation(reservationId: $r) { errors { code } } }"""
+SETTLE_TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def two_servers(servers: dict[str, str], settings: Any) -> Iterator[list[ServerProcess]]:
+    env = base_env(
+        REDIS_URL=servers["redis_url"],
+        MONGODB_URI=servers["mongodb_uri"],
+        MONGODB_DB=settings.mongodb_db,
+        ALLOWED_ORIGINS="https://shop.example",
+    )
+    started: list[ServerProcess] = []
+    try:
+        started = [ServerProcess(env), ServerProcess(env)]
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+async def _product(services: Services, **fields: Any) -> str:
+    values: dict[str, Any] = {"name": "Phone", "price": Decimal("9.99"), "total_stock": 10}
+    values.update(fields)
+    return str((await services.catalog.create(ProductDraft.parse(**values))).id)
+
+
+async def _call(url: str, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(
+            f"{url}/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    body: dict[str, Any] = answer.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def _no_listeners(services: Services, channel: str) -> None:
+    """Wait (bounded) until no process listens on `channel` any more."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        ((_, count),) = await services.redis.pubsub_numsub(channel)
+        if count == 0:
+            return
+        await asyncio.sleep(0.05)  # polling a condition in other processes, bounded
+    raise AssertionError(f"{channel} still has listeners")
+
+
+async def test_stock_changes_on_one_process_reach_subscribers_on_the_other(
+    services: Services, two_servers: list[ServerProcess]
+) -> None:
+    watcher, shop = two_servers
+    product = await _product(services)
+    other = await _product(services, name="Laptop")
+    customer = services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
+
+    async with session(watcher.url) as live:
+        await live.subscribe(STOCK, {"ids": [product]})
+        first = (await live.next_data())["stockChanged"]
+        assert (first["productId"], first["available"], first["reserved"]) == (product, 10, 0)
+
+        await _call(shop.url, RESERVE, {"p": other, "q": 1}, customer)  # not watched
+        reserved = await _call(shop.url, RESERVE, {"p": product, "q": 3}, customer)
+        change = (await live.next_data())["stockChanged"]
+        assert change["productId"] == product  # the other product's change never came
+        assert (change["available"], change["reserved"], change["sold"]) == (7, 3, 0)
+
+        hold = reserved["reserve"]["reservation"]["id"]
+        await _call(shop.url, CANCEL, {"r": hold}, customer)
+        back = (await live.next_data())["stockChanged"]
+        assert (back["available"], back["reserved"]) == (10, 0)
+
+    # The subscriber is gone, and so is the process's Redis subscription.
+    await _no_listeners(services, stock_channel(ObjectId(product)))
+
+
+async def test_my_reservation_events_follow_my_holds_only(
+    services: Services, two_servers: list[ServerProcess]
+) -> None:
+    watcher, shop = two_servers
+    product = await _product(services, hold_seconds=5)
+    me = ObjectId()
+    token = services.accounts.tokens.issue(me, Role.CUSTOMER)
+    stranger = services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
+
+    async with session(watcher.url, token) as live:
+        await live.subscribe(MINE)
+        # graphql-transport-ws does not acknowledge a subscribe: wait until the process
+        # listens on my channel before acting.
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while (await services.redis.pubsub_numsub(customer_channel(me)))[0][1] == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)  # polling a condition in another process, bounded
+
+        await _call(shop.url, RESERVE, {"p": product, "q": 1}, stranger)
+        first = await _call(shop.url, RESERVE, {"p": product, "q": 2}, token)
+        second = await _call(shop.url, RESERVE, {"p": product, "q": 1}, token)
+        first_id = first["reserve"]["reservation"]["id"]
+        second_id = second["reserve"]["reservation"]["id"]
+
+        created = [(await live.next_data())["myReservationEvents"] for _ in range(2)]
+        assert [(e["reservationId"], e["status"], e["quantity"]) for e in created] == [
+            (first_id, "ACTIVE", 2),
+            (second_id, "ACTIVE", 1),
+        ]
+        assert created[0]["productId"] == product
+        assert created[0]["expiresAt"] == first["reserve"]["reservation"]["expiresAt"]
+
+        await _call(shop.url, CANCEL, {"r": first_id}, token)
+        cancelled = (await live.next_data())["myReservationEvents"]
+        assert (cancelled["reservationId"], cancelled["status"]) == (first_id, "CANCELLED")
+
+        # The second hold lapses (5 s): the storefront hears it the moment it expires.
+        expired = (await live.next_data())["myReservationEvents"]
+        assert (expired["reservationId"], expired["status"]) == (second_id, "EXPIRED")
+        assert expired["at"] >= expired["expiresAt"]
+
+    await _no_listeners(services, customer_channel(me))
+
+
+async def test_subscriptions_refuse_bad_tokens_and_anonymous_callers(
+    services: Services, two_servers: list[ServerProcess]
+) -> None:
+    url = two_servers[0].url.replace("http://", "ws://") + "/graphql"
+    async with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as socket:
+        await socket.send(
+            json.dumps({"type": "connection_init", "payload": {"Authorization": "Bearer junk"}})
+        )
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), 10)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4403
+
+    async with session(two_servers[0].url) as anonymous:
+        await anonymous.subscribe(MINE)
+        message = await anonymous.receive()
+        assert message["type"] == "error"
+        assert message["payload"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+        await anonymous.subscribe(STOCK, {"ids": ["not-an-id"]})
+        message = await anonymous.receive()
+        assert message["type"] in ("error", "next")
+        errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_a_storefront_on_an_allowed_origin_may_connect(
+    two_servers: list[ServerProcess],
+) -> None:
+    async with session(two_servers[0].url, Origin="https://shop.example") as allowed:
+        assert allowed is not None
+    url = two_servers[0].url.replace("http://", "ws://") + "/graphql"
+    with pytest.raises(Exception, match="403"):
+        async with connect(
+            url,
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            additional_headers={"Origin": "https://evil.example"},
+        ):
+            pass

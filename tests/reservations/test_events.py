@@ -1,0 +1,42 @@
+"""The per-process event hub over real Redis pub/sub: one connection, fan-out to many
+subscribers, bounded queues for slow ones, channels released when the last one leaves."""
+
+import asyncio
+import json
+import uuid
+
+from flashsale.container import Services
+from reservations.events import QUEUE_SIZE, EventHub
+
+
+async def test_one_connection_fans_out_and_a_slow_subscriber_only_loses_its_oldest(
+    services: Services,
+) -> None:
+    channel = f"fs:test:{uuid.uuid4().hex}"
+    hub = EventHub(services.redis)
+    try:
+        async with hub.subscribe([channel]) as reader, hub.subscribe([channel]) as sleeper:
+            ((_, listeners),) = await services.redis.pubsub_numsub(channel)
+            assert listeners == 1  # one Redis subscription for both
+
+            received: list[int] = []
+
+            async def read(count: int) -> None:
+                while len(received) < count:
+                    received.append((await reader.queue.get()).data["n"])
+
+            reading = asyncio.create_task(read(500))
+            for n in range(500):
+                await services.redis.publish(channel, json.dumps({"n": n}))
+            await asyncio.wait_for(reading, 10)
+
+            assert received == list(range(500))  # the reader kept up and lost nothing
+            # The one that never read holds only the newest QUEUE_SIZE, and knows it lost some.
+            assert sleeper.queue.qsize() == QUEUE_SIZE
+            assert sleeper.dropped == 500 - QUEUE_SIZE
+            assert sleeper.queue.get_nowait().data["n"] == 500 - QUEUE_SIZE
+        ((_, listeners),) = await services.redis.pubsub_numsub(channel)
+        assert listeners == 0
+        assert hub.subscriber_count == 0
+    finally:
+        await hub.close()
