@@ -28,6 +28,7 @@ import httpx
 from bson import ObjectId
 
 from catalog.validation import ProductDraft
+from flashsale.bench_live import live_phase
 from flashsale.container import build_services
 from flashsale.embedded import free_port, start_embedded
 from flashsale.settings import Settings
@@ -102,7 +103,7 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 async def _run(
-    settings: Settings, url: str, requests: int, concurrency: int, stock: int
+    settings: Settings, url: str, requests: int, concurrency: int, stock: int, subscribers: int
 ) -> list[str]:
     services = await build_services(settings)
     try:
@@ -170,6 +171,8 @@ async def _run(
             f"persister: {recorded} holds in MongoDB {drained_ms:.0f} ms after the last request",
             "invariants: " + ("OK" if report.ok else "; ".join(report.problems)),
         ]
+        if subscribers:
+            lines += await live_phase(services, url, subscribers, changes=50)
         await services.mongo.drop_database(settings.mongodb_db)
         return lines
     finally:
@@ -184,6 +187,7 @@ def run_bench(
     stock: int,
     workers: int,
     rate_limits: bool = False,
+    subscribers: int = 0,
 ) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="flashsale-bench-"))
     embedded = None
@@ -238,7 +242,7 @@ def run_bench(
             "in this process",
             flush=True,
         )
-        lines = asyncio.run(_run(live, url, requests, concurrency, stock))
+        lines = asyncio.run(_run(live, url, requests, concurrency, stock, subscribers))
         print("\n".join(lines))  # noqa: T201
         return 0 if lines[-1].endswith("OK") else 1
     finally:

@@ -140,6 +140,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         stock=args.stock,
         workers=args.workers,
         rate_limits=args.rate_limits,
+        subscribers=args.subscribers,
     )
 
 
@@ -181,6 +182,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="count every request against the rate limits (quotas too high to refuse any), "
         "to measure what counting costs; off by default",
+    )
+    bench.add_argument(
+        "--subscribers",
+        type=int,
+        default=0,
+        help="then measure live stock delivery to this many WebSocket subscribers",
     )
     bench.set_defaults(handler=_bench)
 
