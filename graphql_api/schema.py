@@ -17,6 +17,7 @@ from strawberry.types import ExecutionContext
 
 from graphql_api.accounts.mutations import AccountMutations
 from graphql_api.accounts.queries import AccountQueries
+from graphql_api.analytics.queries import AnalyticsQueries
 from graphql_api.catalog.mutations import CatalogMutations
 from graphql_api.catalog.queries import CatalogQueries
 from graphql_api.catalog.subscriptions import CatalogSubscriptions
@@ -53,7 +54,7 @@ class _Schema(strawberry.Schema):
         ErrorCodes logs the unexpected ones with their request id."""
 
 
-Query = merge_types("Query", (CatalogQueries, ReservationQueries, AccountQueries))
+Query = merge_types("Query", (CatalogQueries, ReservationQueries, AccountQueries, AnalyticsQueries))
 Mutation = merge_types("Mutation", (AccountMutations, CatalogMutations, ReservationMutations))
 Subscription = merge_types("Subscription", (CatalogSubscriptions, ReservationSubscriptions))
 

@@ -1,0 +1,1 @@
+"""Sales analytics: aggregation pipelines as plain functions over the record in MongoDB."""
