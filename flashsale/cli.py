@@ -144,6 +144,12 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _bench_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from flashsale.bench_stats import run_bench_stats
+
+    return run_bench_stats(settings, args.sizes or [10_000, 100_000])
+
+
 def _schema(args: argparse.Namespace, settings: Settings) -> int:
     from graphql_api.schema import sdl
 
@@ -190,6 +196,16 @@ def _parser() -> argparse.ArgumentParser:
         help="then measure live stock delivery to this many WebSocket subscribers",
     )
     bench.set_defaults(handler=_bench)
+
+    stats = commands.add_parser("bench-stats", help="salesStats over seeded orders")
+    stats.add_argument(
+        "--orders",
+        dest="sizes",
+        type=int,
+        action="append",
+        help="orders to seed (repeat it; default 10000 and 100000)",
+    )
+    stats.set_defaults(handler=_bench_stats)
 
     schema = commands.add_parser("schema", help="print the GraphQL schema (SDL)")
     schema.set_defaults(handler=_schema)

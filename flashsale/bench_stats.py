@@ -1,0 +1,128 @@
+"""`flashsale bench-stats`: how long `salesStats` takes over N seeded orders.
+
+Seeds a fresh database straight with `insert_many` (orders and, as the seed command does,
+7 holds for every 4 orders, spread over 30 days), then times the aggregation itself (no
+HTTP) over the whole 30 days and over one day, several times each."""
+
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bson import ObjectId
+from pymongo import AsyncMongoClient
+
+from analytics.sales import sales_stats
+from flashsale.embedded import start_embedded
+from flashsale.settings import Settings
+from models import ReservationStatus
+
+DAYS = 30
+BATCH = 5_000
+RUNS = 5
+
+
+async def _seed(database: Any, orders: int, rng: random.Random, now: datetime) -> None:
+    products = [ObjectId() for _ in range(20)]
+    await database["products"].insert_many(
+        [{"_id": p, "name": f"Product {n}", "price_cents": 999} for n, p in enumerate(products)]
+    )
+    holds = orders * 7 // 4
+    statuses = [ReservationStatus.EXPIRED.value] * 2 + [ReservationStatus.CANCELLED.value]
+    batch_orders: list[dict[str, Any]] = []
+    batch_holds: list[dict[str, Any]] = []
+    for n in range(holds):
+        created = now - timedelta(seconds=rng.randrange(DAYS * 86_400))
+        product = rng.choice(products)
+        quantity = rng.choice([1, 1, 1, 2, 2, 3])
+        hold_id = ObjectId()
+        status = ReservationStatus.COMPLETED.value if n < orders else rng.choice(statuses)
+        batch_holds.append(
+            {
+                "_id": hold_id,
+                "product_id": product,
+                "customer_id": ObjectId(),
+                "quantity": quantity,
+                "status": status,
+                "created_at": created,
+                "expires_at": created + timedelta(minutes=10),
+            }
+        )
+        if n < orders:
+            batch_orders.append(
+                {
+                    "reservation_id": hold_id,
+                    "product_id": product,
+                    "customer_id": ObjectId(),
+                    "quantity": quantity,
+                    "unit_price_cents": 999,
+                    "total_cents": 999 * quantity,
+                    "created_at": created + timedelta(seconds=rng.randrange(30, 600)),
+                }
+            )
+        if len(batch_holds) >= BATCH:
+            await database["reservations"].insert_many(batch_holds)
+            batch_holds = []
+        if len(batch_orders) >= BATCH:
+            await database["orders"].insert_many(batch_orders)
+            batch_orders = []
+    if batch_holds:
+        await database["reservations"].insert_many(batch_holds)
+    if batch_orders:
+        await database["orders"].insert_many(batch_orders)
+
+
+async def _run(uri: str, sizes: list[int]) -> list[str]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
+    lines = []
+    try:
+        for size in sizes:
+            database = client[f"flashsale_bench_{uuid.uuid4().hex[:8]}"]
+            # The indexes the application creates (models/): created_at leads both.
+            await database["orders"].create_index([("created_at", 1), ("product_id", 1)])
+            await database["reservations"].create_index([("created_at", 1), ("status", 1)])
+            now = datetime.now(UTC).replace(microsecond=0)
+            started = time.perf_counter()
+            await _seed(database, size, random.Random(size), now)
+            seeded = time.perf_counter() - started
+            for label, span in (
+                ("30 days", timedelta(days=DAYS + 1)),
+                ("1 day", timedelta(days=1)),
+            ):
+                timings = []
+                for _ in range(RUNS):
+                    started = time.perf_counter()
+                    stats = await sales_stats(database, now - span, now + timedelta(hours=1), 5)
+                    timings.append((time.perf_counter() - started) * 1000)
+                lines.append(
+                    f"{size:>7} orders, {label:>7}: median {statistics.median(timings):8.1f} ms, "
+                    f"min {min(timings):8.1f} ms over {RUNS} runs "
+                    f"({stats.totals.orders} orders, {stats.funnel.created} holds in range)"
+                )
+            lines.append(f"{size:>7} orders: seeded in {seeded:.1f} s")
+            await client.drop_database(database.name)
+    finally:
+        await client.close()
+    return lines
+
+
+def run_bench_stats(settings: Settings, sizes: list[int]) -> int:
+    embedded = None
+    uri = settings.mongodb_uri
+    if uri is None:
+        embedded = start_embedded(
+            Path(tempfile.mkdtemp(prefix="flashsale-stats-")), redis=False, mongo=True
+        )
+        uri = embedded.mongodb_uri
+    try:
+        for line in asyncio.run(_run(str(uri), sizes)):
+            print(line, flush=True)  # noqa: T201
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
