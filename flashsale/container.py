@@ -4,6 +4,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
@@ -74,6 +75,19 @@ class Services:
                 logger.exception("closing %s failed", name)
 
 
+def rate_limits_from(redis: Redis, settings: Settings, **options: Any) -> RateLimits:
+    """The limits as configured; `options` go to `build_rate_limits` (prefix, clock)."""
+    return build_rate_limits(
+        redis,
+        enabled=settings.rate_limits_enabled,
+        per_ip=settings.rate_limit_per_ip,
+        per_user_write=settings.rate_limit_reserve_per_user,
+        cost_budget=settings.query_cost_budget,
+        cost_restore_rate=settings.query_cost_restore_rate,
+        **options,
+    )
+
+
 async def build_services(settings: Settings) -> Services:
     if settings.mongodb_uri is None or settings.redis_url is None:
         raise ValueError("MONGODB_URI and REDIS_URL must be set (the CLI starts embedded ones)")
@@ -100,12 +114,5 @@ async def build_services(settings: Settings) -> Services:
         engine=engine,
         background=BackgroundTasks(engine, ChangeLogPersister(redis, database), database),
         events=EventHub(redis),
-        rate_limits=build_rate_limits(
-            redis,
-            enabled=settings.rate_limits_enabled,
-            per_ip=settings.rate_limit_per_ip,
-            per_user_write=settings.rate_limit_reserve_per_user,
-            cost_budget=settings.query_cost_budget,
-            cost_restore_rate=settings.query_cost_restore_rate,
-        ),
+        rate_limits=rate_limits_from(redis, settings),
     )

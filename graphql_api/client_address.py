@@ -13,9 +13,9 @@ def client_address(scope: Scope, trusted_proxies: Sequence[Network]) -> str:
     """The client's address. X-Forwarded-For is believed only from a trusted proxy, and then
     read from the right: the first address that is not itself a trusted proxy is the client
     (anything left of it could have been written by the client)."""
-    peer = (scope.get("client") or ("unknown", 0))[0]
+    peer = _peer(scope)
     if not trusted_proxies or not _is_trusted(peer, trusted_proxies):
-        return str(peer)
+        return peer
     hops = [
         hop.strip()
         for name, value in scope.get("headers") or []
@@ -28,8 +28,8 @@ def client_address(scope: Scope, trusted_proxies: Sequence[Network]) -> str:
             try:
                 return str(ip_address(hop))
             except ValueError:
-                return str(peer)  # a garbled hop: fall back to what we know
-    return hops[0] if hops else str(peer)
+                return peer  # a garbled hop: fall back to what we know
+    return hops[0] if hops else peer
 
 
 def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
@@ -61,4 +61,8 @@ def remember(scope: Scope, address: str) -> None:
 def remembered(scope: Scope) -> str:
     """The address `remember` stored for this request, else the peer's."""
     state = scope.get("state") or {}
-    return str(state.get(_STATE_KEY) or (scope.get("client") or ("unknown", 0))[0])
+    return str(state.get(_STATE_KEY) or _peer(scope))
+
+
+def _peer(scope: Scope) -> str:
+    return str((scope.get("client") or ("unknown", 0))[0])

@@ -159,10 +159,7 @@ class QueryGuard(SchemaExtension):
         except RateLimitUnavailable:
             if operation == OperationType.QUERY:
                 return None  # reads stay up; writes need Redis anyway
-            return ApiError(
-                ErrorCode.SERVICE_UNAVAILABLE,
-                "rate limits are unavailable, so writes are refused for now: retry shortly",
-            )
+            return _writes_refused()
         if self.status.allowed:
             return None
         return ApiError(
@@ -192,6 +189,14 @@ class QueryGuard(SchemaExtension):
         }
 
 
+def _writes_refused() -> ApiError:
+    """Without Redis the limits cannot count: writes fail closed (reads go through)."""
+    return ApiError(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        "rate limits are unavailable, so writes are refused for now: retry shortly",
+    )
+
+
 class PerUserLimit(FieldExtension):
     """At most RATE_LIMIT_RESERVE_PER_USER calls of this field per user in any window of
     that length (each field counted on its own). A refused call is a RATE_LIMITED error
@@ -218,10 +223,7 @@ class PerUserLimit(FieldExtension):
             try:
                 decision = await limits.per_user_write.hit(f"{self.operation}:{user}")
             except RateLimitUnavailable:
-                raise ApiError(
-                    ErrorCode.SERVICE_UNAVAILABLE,
-                    "rate limits are unavailable, so writes are refused for now: retry shortly",
-                ) from None
+                raise _writes_refused() from None
             if not decision.allowed:
                 raise ApiError(
                     ErrorCode.RATE_LIMITED,

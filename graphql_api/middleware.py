@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -14,20 +15,30 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _json_error(status: int, code: str, message: str, request_id: str) -> tuple[Message, Message]:
+def json_error(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    response: str = "http.response",
+    **extensions: object,
+) -> tuple[Message, Message]:
+    """The two ASGI messages of a JSON error answered by middleware, in the API's error
+    shape. `response` is "websocket.http.response" to refuse a WebSocket handshake."""
     body = json.dumps(
-        {"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
+        {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
     ).encode()
     start: Message = {
-        "type": "http.response.start",
+        "type": f"{response}.start",
         "status": status,
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", request_id.encode()),
+            *headers,
         ],
     }
-    return start, {"type": "http.response.body", "body": body}
+    return start, {"type": f"{response}.body", "body": body}
 
 
 class RequestGuard:
@@ -84,16 +95,21 @@ class RequestGuard:
         except Exception:
             logger.exception("unhandled error (request %s)", request_id)
             if not started:
-                for message in _json_error(
+                for message in json_error(
                     500,
                     "INTERNAL_SERVER_ERROR",
                     f"Internal server error (request id {request_id})",
-                    request_id,
+                    headers=[(b"x-request-id", request_id.encode())],
+                    requestId=request_id,
                 ):
                     await send(message)
 
     async def _refuse(self, send: Send, request_id: str) -> None:
-        for message in _json_error(
-            413, "PAYLOAD_TOO_LARGE", f"request body is over {self.max_bytes} bytes", request_id
+        for message in json_error(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"request body is over {self.max_bytes} bytes",
+            headers=[(b"x-request-id", request_id.encode())],
+            requestId=request_id,
         ):
             await send(message)

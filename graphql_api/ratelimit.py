@@ -5,7 +5,6 @@ themselves before they are refused; a refused request gets 429 with Retry-After.
 probes are exempt: a load balancer's checks must not use up, or be refused by, a quota.
 """
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphql_api.client_address import Network, client_address, rate_key, remember
+from graphql_api.middleware import json_error
 from graphql_api.request_id import current_request_id
 from ratelimit import RateLimits, RateLimitUnavailable, WindowDecision
 
@@ -79,42 +79,23 @@ class IpRateLimit:
         decision: WindowDecision,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        body = json.dumps(
-            {
-                "errors": [
-                    {
-                        "message": f"too many requests from this address (at most "
-                        f"{decision.limit} per {decision.window_seconds} s): retry in "
-                        f"{decision.retry_after} s",
-                        "extensions": {
-                            "code": "RATE_LIMITED",
-                            "retryAfter": decision.retry_after,
-                            "requestId": current_request_id(),
-                        },
-                    }
-                ]
-            }
-        ).encode()
-        start_type = "http.response.start"
-        body_type = "http.response.body"
+        response = "http.response"
         if scope["type"] == "websocket":
             if "websocket.http.response" not in scope.get("extensions", {}):
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            start_type = "websocket.http.response.start"
-            body_type = "websocket.http.response.body"
-        await send(
-            {
-                "type": start_type,
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    *headers,
-                ],
-            }
-        )
-        await send({"type": body_type, "body": body})
+            response = "websocket.http.response"
+        for message in json_error(
+            429,
+            "RATE_LIMITED",
+            f"too many requests from this address (at most {decision.limit} per "
+            f"{decision.window_seconds} s): retry in {decision.retry_after} s",
+            headers=headers,
+            response=response,
+            retryAfter=decision.retry_after,
+            requestId=current_request_id(),
+        ):
+            await send(message)
 
     def _log_unavailable(self, exc: RateLimitUnavailable) -> None:
         now = time.monotonic()

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from models import ReservationStatus
 from reservations.keys import PREFIX, ProductKeys
-from reservations.service import ReservationId, StockCounters, to_datetime
+from reservations.service import ReservationId, StockCounters, text, to_datetime
 
 logger = logging.getLogger("flashsale.events")
 
@@ -126,7 +126,7 @@ class EventHub:
                 continue
             if message is None or message.get("type") != "message":
                 continue
-            channel = _text(message["channel"])
+            channel = text(message["channel"])
             try:
                 event = Event(channel, json.loads(message["data"]))
             except ValueError:
@@ -189,7 +189,3 @@ class HoldChange:
             to_datetime(int(data["expires"])),
             to_datetime(int(data["at"])),
         )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
