@@ -17,12 +17,11 @@ import limits.aio.storage.redis.redispy
 import pytest
 import pytest_asyncio
 
-from flashsale.container import Services, build_services
+from flashsale.container import Services, build_services, rate_limits_from
 from flashsale.embedded import EmbeddedServers, start_embedded
 from flashsale.settings import Settings, load_settings
 from graphql_api.app import create_app
 from models import DOCUMENT_MODELS, Role
-from ratelimit import build_rate_limits
 
 ADMIN_EMAIL = "admin@test.example"
 PASSWORD = "correct horse battery"
@@ -156,13 +155,9 @@ def rate_limited(
         **{**services.settings.model_dump(), "rate_limits_enabled": True, **settings},
         _env_file=None,
     )
-    limits_ = build_rate_limits(
+    limits_ = rate_limits_from(
         services.redis,
-        enabled=True,
-        per_ip=configured.rate_limit_per_ip,
-        per_user_write=configured.rate_limit_reserve_per_user,
-        cost_budget=configured.query_cost_budget,
-        cost_restore_rate=configured.query_cost_restore_rate,
+        configured,
         prefix=prefix or f"fs:test:{uuid.uuid4().hex}",
         clock=frozen.time,
     )

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -95,3 +96,26 @@ class ServerProcess:
         _, alive = psutil.wait_procs(getattr(self, "tree", []), timeout=30)
         assert alive == [], f"left running: {alive}"
         return code
+
+
+def shared_env(servers: dict[str, str], database: str, **extra: str) -> dict[str, str]:
+    """`base_env` for a server on the suite's Redis and MongoDB, in `database`."""
+    return base_env(
+        REDIS_URL=servers["redis_url"],
+        MONGODB_URI=servers["mongodb_uri"],
+        MONGODB_DB=database,
+        **extra,
+    )
+
+
+@contextlib.contextmanager
+def running(env: dict[str, str], count: int = 1) -> Iterator[list[ServerProcess]]:
+    """`count` server processes, all stopped afterwards (those started, if one fails)."""
+    started: list[ServerProcess] = []
+    try:
+        for _ in range(count):
+            started.append(ServerProcess(env))
+        yield started
+    finally:
+        for server in started:
+            server.stop()

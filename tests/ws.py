@@ -47,11 +47,15 @@ class Session:
         return data
 
 
+def ws_url(url: str) -> str:
+    """The WebSocket address of /graphql on a server at http `url`."""
+    return url.replace("http://", "ws://") + "/graphql"
+
+
 @asynccontextmanager
 async def session(url: str, token: str | None = None, **headers: str) -> AsyncIterator[Session]:
-    ws_url = url.replace("http://", "ws://") + "/graphql"
     async with connect(
-        ws_url,
+        ws_url(url),
         subprotocols=[Subprotocol("graphql-transport-ws")],
         additional_headers=headers or None,
     ) as socket:

@@ -18,7 +18,7 @@ from hypothesis_graphql import Mode, from_schema
 from flashsale.container import Services
 from graphql_api.schema import build_schema
 from models import Role
-from tests.processes import ServerProcess, base_env
+from tests.processes import ServerProcess, running, shared_env
 
 SCHEMA = build_schema()._schema
 SCALARS = {
@@ -34,17 +34,8 @@ SCALARS = {
 
 @pytest.fixture(scope="module")
 def server(servers: dict[str, str], settings: Any) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        base_env(
-            REDIS_URL=servers["redis_url"],
-            MONGODB_URI=servers["mongodb_uri"],
-            MONGODB_DB=settings.mongodb_db,
-        )
-    )
-    try:
+    with running(shared_env(servers, settings.mongodb_db)) as (process,):
         yield process
-    finally:
-        process.stop()
 
 
 def _check(response: httpx.Response) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
-from tests.processes import ServerProcess, base_env
+from tests.processes import ServerProcess, running, shared_env
 
 AUDIT_DIR = Path(__file__).parent.parent / "tools" / "graphql-http-audit"
 
@@ -22,17 +22,10 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def server(servers: dict[str, str]) -> Iterator[ServerProcess]:
     database = f"flashsale_audit_{uuid.uuid4().hex[:8]}"
-    process = ServerProcess(
-        base_env(
-            REDIS_URL=servers["redis_url"],
-            MONGODB_URI=servers["mongodb_uri"],
-            MONGODB_DB=database,
-        )
-    )
     try:
-        yield process
+        with running(shared_env(servers, database)) as (process,):
+            yield process
     finally:
-        process.stop()
         with MongoClient(servers["mongodb_uri"]) as client:
             client.drop_database(database)
 

@@ -19,8 +19,8 @@ from catalog.validation import ProductDraft
 from flashsale.container import Services
 from models import Role
 from reservations.events import customer_channel, stock_channel
-from tests.processes import ServerProcess, base_env
-from tests.ws import session
+from tests.processes import ServerProcess, running, shared_env
+from tests.ws import session, ws_url
 
 STOCK = """subscription S($ids: [ID!]!) { stockChanged(productIds: $ids) {
   productId available reserved sold at } }"""
@@ -34,19 +34,9 @@ SETTLE_TIMEOUT = 10.0
 
 @pytest.fixture(scope="module")
 def two_servers(servers: dict[str, str], settings: Any) -> Iterator[list[ServerProcess]]:
-    env = base_env(
-        REDIS_URL=servers["redis_url"],
-        MONGODB_URI=servers["mongodb_uri"],
-        MONGODB_DB=settings.mongodb_db,
-        ALLOWED_ORIGINS="https://shop.example",
-    )
-    started: list[ServerProcess] = []
-    try:
-        started = [ServerProcess(env), ServerProcess(env)]
+    env = shared_env(servers, settings.mongodb_db, ALLOWED_ORIGINS="https://shop.example")
+    with running(env, 2) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 async def _product(services: Services, **fields: Any) -> str:
@@ -67,15 +57,15 @@ async def _call(url: str, query: str, variables: dict[str, Any], token: str) -> 
     return body["data"]
 
 
-async def _no_listeners(services: Services, channel: str) -> None:
-    """Wait (bounded) until no process listens on `channel` any more."""
+async def _listeners(services: Services, channel: str, *, listening: bool) -> None:
+    """Wait (bounded) until some process listens on `channel`, or none does any more."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
         ((_, count),) = await services.redis.pubsub_numsub(channel)
-        if count == 0:
+        if (count > 0) == listening:
             return
         await asyncio.sleep(0.05)  # polling a condition in other processes, bounded
-    raise AssertionError(f"{channel} still has listeners")
+    raise AssertionError(f"{channel}: listening should be {listening}")
 
 
 async def test_stock_changes_on_one_process_reach_subscribers_on_the_other(
@@ -103,7 +93,7 @@ async def test_stock_changes_on_one_process_reach_subscribers_on_the_other(
         assert (back["available"], back["reserved"]) == (10, 0)
 
     # The subscriber is gone, and so is the process's Redis subscription.
-    await _no_listeners(services, stock_channel(ObjectId(product)))
+    await _listeners(services, stock_channel(ObjectId(product)), listening=False)
 
 
 async def test_my_reservation_events_follow_my_holds_only(
@@ -119,10 +109,7 @@ async def test_my_reservation_events_follow_my_holds_only(
         await live.subscribe(MINE)
         # graphql-transport-ws does not acknowledge a subscribe: wait until the process
         # listens on my channel before acting.
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while (await services.redis.pubsub_numsub(customer_channel(me)))[0][1] == 0:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)  # polling a condition in another process, bounded
+        await _listeners(services, customer_channel(me), listening=True)
 
         await _call(shop.url, RESERVE, {"p": product, "q": 1}, stranger)
         first = await _call(shop.url, RESERVE, {"p": product, "q": 2}, token)
@@ -147,13 +134,13 @@ async def test_my_reservation_events_follow_my_holds_only(
         assert (expired["reservationId"], expired["status"]) == (second_id, "EXPIRED")
         assert expired["at"] >= expired["expiresAt"]
 
-    await _no_listeners(services, customer_channel(me))
+    await _listeners(services, customer_channel(me), listening=False)
 
 
 async def test_subscriptions_refuse_bad_tokens_and_anonymous_callers(
     services: Services, two_servers: list[ServerProcess]
 ) -> None:
-    url = two_servers[0].url.replace("http://", "ws://") + "/graphql"
+    url = ws_url(two_servers[0].url)
     async with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as socket:
         await socket.send(
             json.dumps({"type": "connection_init", "payload": {"Authorization": "Bearer junk"}})
@@ -181,7 +168,7 @@ async def test_a_storefront_on_an_allowed_origin_may_connect(
 ) -> None:
     async with session(two_servers[0].url, Origin="https://shop.example") as allowed:
         assert allowed is not None
-    url = two_servers[0].url.replace("http://", "ws://") + "/graphql"
+    url = ws_url(two_servers[0].url)
     with pytest.raises(Exception, match="403"):
         async with connect(
             url,

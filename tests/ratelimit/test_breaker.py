@@ -4,18 +4,12 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ratelimit import Breaker, RateLimitUnavailable
-
-
-class Clock:
-    now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.conftest import FrozenTime
 
 
 async def test_after_a_failure_calls_are_refused_at_once_until_the_cool_down_ends() -> None:
-    clock = Clock()
-    breaker = Breaker(cool_down=2.0, clock=clock)
+    clock = FrozenTime()
+    breaker = Breaker(cool_down=2.0, clock=clock.time)
     calls = []
 
     async def call(fail: bool) -> None:
@@ -29,12 +23,12 @@ async def test_after_a_failure_calls_are_refused_at_once_until_the_cool_down_end
         await call(fail=True)
     assert breaker.is_open
 
-    clock.now += 1.9
+    clock.advance(1.9)
     with pytest.raises(RateLimitUnavailable, match="moments ago"):
         await call(fail=False)
     assert calls == [False, True]  # the store was not asked
 
-    clock.now += 0.2
+    clock.advance(0.2)
     await call(fail=False)
     assert calls == [False, True, False]
     assert not breaker.is_open

@@ -16,7 +16,8 @@ from websockets.typing import Subprotocol
 from catalog.validation import ProductDraft
 from flashsale.container import Services
 from models import Role
-from tests.processes import ServerProcess, base_env
+from tests.processes import ServerProcess, running, shared_env
+from tests.ws import ws_url
 
 RESERVE = """mutation R($p: ID!) { reserve(productId: $p, quantity: 1) {
   reservation { id } errors { code } } }"""
@@ -24,21 +25,15 @@ RESERVE = """mutation R($p: ID!) { reserve(productId: $p, quantity: 1) {
 
 @pytest.fixture
 def limited_servers(servers: dict[str, str], services: Services) -> Iterator[list[ServerProcess]]:
-    env = base_env(
-        REDIS_URL=servers["redis_url"],
-        MONGODB_URI=servers["mongodb_uri"],
-        MONGODB_DB=services.settings.mongodb_db,
+    env = shared_env(
+        servers,
+        services.settings.mongodb_db,
         RATE_LIMITS_ENABLED="true",
         RATE_LIMIT_PER_IP="30/minute",
         RATE_LIMIT_RESERVE_PER_USER="3/minute",
     )
-    started: list[ServerProcess] = []
-    try:
-        started = [ServerProcess(env), ServerProcess(env)]
+    with running(env, 2) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 @pytest.fixture
@@ -94,9 +89,8 @@ async def test_address_and_user_limits_are_shared_by_processes(
         assert refused.headers["ratelimit-policy"] == '"ip";q=30;w=60'
 
     # WebSocket handshakes count against the same quota, and are refused with a 429 too.
-    ws_url = urls[0].replace("http://", "ws://") + "/graphql"
     with pytest.raises(InvalidStatus) as handshake:
-        async with connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]):
+        async with connect(ws_url(urls[0]), subprotocols=[Subprotocol("graphql-transport-ws")]):
             pass
     assert handshake.value.response.status_code == 429
     assert handshake.value.response.headers["retry-after"]

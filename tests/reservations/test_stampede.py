@@ -17,7 +17,7 @@ from catalog.validation import ProductDraft
 from flashsale.container import Services
 from models import Order, Reservation, ReservationStatus, Role
 from reservations.audit import audit
-from tests.processes import ServerProcess, base_env
+from tests.processes import ServerProcess, running, shared_env
 
 RESERVE = """mutation R($p: ID!, $q: Int!) {
   reserve(productId: $p, quantity: $q) { reservation { id } errors { code available } } }"""
@@ -30,18 +30,8 @@ SETTLE_TIMEOUT = 60.0
 
 @pytest.fixture
 def two_servers(servers: dict[str, str], services: Services) -> Iterator[list[ServerProcess]]:
-    env = base_env(
-        REDIS_URL=servers["redis_url"],
-        MONGODB_URI=servers["mongodb_uri"],
-        MONGODB_DB=services.settings.mongodb_db,
-    )
-    started: list[ServerProcess] = []
-    try:
-        started = [ServerProcess(env), ServerProcess(env)]
+    with running(shared_env(servers, services.settings.mongodb_db), 2) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
 
 
 def _token(services: Services) -> str:
