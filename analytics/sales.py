@@ -1,9 +1,11 @@
 """`sales_stats`: one aggregation over a time range, `$facet` splitting it into totals, top
 products, revenue by day and the reservation funnel.
 
-The orders in the range feed the money figures; the reservations created in the range
-(joined in with `$unionWith`, so it stays one round trip) feed the funnel. Both `$match`
-stages use the `created_at` indexes. Money stays in integer cents until the caller formats
+The orders in the range feed the money figures; the reservations created in the range feed
+the funnel. Whole UTC days are read from the daily rollups (`analytics.rollups`) rather than
+from every order and hold; the partial days at either end of the range from the records,
+through their `created_at` indexes. All of it is joined with `$unionWith`, so it stays one
+aggregation and one round trip. Money stays in integer cents until the caller formats
 it; days are UTC days, and days without sales are filled in with zeros here.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
+from analytics.rollups import FUNNEL, SALES, day_of, truncated_to_day
 from flashsale.errors import InvalidInput
 from models import ReservationStatus
 
@@ -90,89 +93,42 @@ def check_range(start: datetime, end: datetime, top: int) -> None:
 
 
 async def sales_stats(
-    database: AsyncDatabase[dict[str, Any]], start: datetime, end: datetime, top: int = 5
+    database: AsyncDatabase[dict[str, Any]],
+    start: datetime,
+    end: datetime,
+    top: int = 5,
+    *,
+    rollups: bool = True,
 ) -> SalesStats:
-    """Sales in [start, end)."""
+    """Sales in [start, end). With `rollups`, whole UTC days come from the daily rollups and
+    only the partial days at either end from the orders and reservations themselves;
+    without, everything comes from the records (the benchmark compares the two)."""
     check_range(start, end, top)
-    created = {"created_at": {"$gte": start, "$lt": end}}
-    orders_only = {"$match": {"kind": "order"}}
-    pipeline: list[dict[str, Any]] = [
-        {"$match": created},
-        {
-            "$project": {
-                "kind": "order",
-                "product_id": 1,
-                "quantity": 1,
-                "total_cents": 1,
-                "created_at": 1,
-            }
-        },
-        {
-            "$unionWith": {
-                "coll": "reservations",
-                "pipeline": [{"$match": created}, {"$project": {"kind": "hold", "status": 1}}],
-            }
-        },
-        {
-            "$facet": {
-                "totals": [
-                    orders_only,
-                    {
-                        "$group": {
-                            "_id": None,
-                            "revenue": {"$sum": "$total_cents"},
-                            "units": {"$sum": "$quantity"},
-                            "orders": {"$sum": 1},
-                        }
-                    },
-                ],
-                "top": [
-                    orders_only,
-                    {
-                        "$group": {
-                            "_id": "$product_id",
-                            "revenue": {"$sum": "$total_cents"},
-                            "units": {"$sum": "$quantity"},
-                        }
-                    },
-                    {"$sort": {"revenue": -1, "_id": 1}},
-                    {"$limit": top},
-                    {
-                        "$lookup": {
-                            "from": "products",
-                            "localField": "_id",
-                            "foreignField": "_id",
-                            "as": "product",
-                        }
-                    },
-                    {"$unwind": {"path": "$product", "preserveNullAndEmptyArrays": True}},
-                    {"$project": {"revenue": 1, "units": 1, "name": "$product.name"}},
-                ],
-                "days": [
-                    orders_only,
-                    {
-                        "$group": {
-                            "_id": {
-                                "$dateToString": {
-                                    "format": "%Y-%m-%d",
-                                    "date": "$created_at",
-                                    "timezone": "UTC",
-                                }
-                            },
-                            "revenue": {"$sum": "$total_cents"},
-                            "units": {"$sum": "$quantity"},
-                            "orders": {"$sum": 1},
-                        }
-                    },
-                ],
-                "funnel": [
-                    {"$match": {"kind": "hold"}},
-                    {"$group": {"_id": "$status", "count": {"$sum": 1}}},
-                ],
-            }
-        },
+    days = _whole_days(start, end) if rollups else None
+    sources: list[tuple[str, list[dict[str, Any]]]] = []
+    if days is None:
+        edges = [(start, end)]
+    else:
+        first, last = days
+        edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
+        in_days = {"$match": {"day": {"$gte": first, "$lt": last}}}
+        sources += [
+            (SALES, [in_days, {"$project": _SALE_ROW}]),
+            (FUNNEL, [in_days, {"$project": _HOLD_ROW}]),
+        ]
+    if edges:
+        created = {"$or": [{"created_at": {"$gte": a, "$lt": b}} for a, b in edges]}
+        sources += [
+            ("orders", [{"$match": created}, {"$project": _ORDER_AS_SALE_ROW}]),
+            ("reservations", [{"$match": created}, {"$project": _RESERVATION_AS_HOLD_ROW}]),
+        ]
+    (collection, pipeline), *others = sources
+    pipeline = [
+        *pipeline,
+        *({"$unionWith": {"coll": name, "pipeline": stages}} for name, stages in others),
+        {"$facet": _facets(top)},
     ]
-    cursor = await database["orders"].aggregate(pipeline)
+    cursor = await database[collection].aggregate(pipeline)
     (facets,) = await cursor.to_list()
     return SalesStats(
         start=start,
@@ -187,6 +143,72 @@ async def sales_stats(
     )
 
 
+# Every source becomes rows of two kinds, so one $facet sums them all: a sale row (an order,
+# or a product's day in the rollup) and a hold row (a reservation, or a (day, status) count).
+_SALE_ROW = {
+    "_id": 0,
+    "kind": "sale",
+    "product_id": 1,
+    "day": 1,
+    "revenue_cents": 1,
+    "units": 1,
+    "orders": 1,
+}
+_ORDER_AS_SALE_ROW = {
+    "_id": 0,
+    "kind": "sale",
+    "product_id": 1,
+    "day": truncated_to_day("$created_at"),
+    "revenue_cents": "$total_cents",
+    "units": "$quantity",
+    "orders": {"$literal": 1},
+}
+_HOLD_ROW = {"_id": 0, "kind": "hold", "status": 1, "count": "$holds"}
+_RESERVATION_AS_HOLD_ROW = {"_id": 0, "kind": "hold", "status": 1, "count": {"$literal": 1}}
+
+
+def _facets(top: int) -> dict[str, list[dict[str, Any]]]:
+    sales = {"$match": {"kind": "sale"}}
+    sums = {
+        "revenue": {"$sum": "$revenue_cents"},
+        "units": {"$sum": "$units"},
+        "orders": {"$sum": "$orders"},
+    }
+    return {
+        "totals": [sales, {"$group": {"_id": None, **sums}}],
+        "top": [
+            sales,
+            {"$group": {"_id": "$product_id", **sums}},
+            {"$sort": {"revenue": -1, "_id": 1}},
+            {"$limit": top},
+            {
+                "$lookup": {
+                    "from": "products",
+                    "localField": "_id",
+                    "foreignField": "_id",
+                    "as": "product",
+                }
+            },
+            {"$unwind": {"path": "$product", "preserveNullAndEmptyArrays": True}},
+            {"$project": {"revenue": 1, "units": 1, "name": "$product.name"}},
+        ],
+        "days": [sales, {"$group": {"_id": "$day", **sums}}],
+        "funnel": [
+            {"$match": {"kind": "hold"}},
+            {"$group": {"_id": "$status", "count": {"$sum": "$count"}}},
+        ],
+    }
+
+
+def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+    """The whole UTC days inside [start, end), as [first midnight, last midnight)."""
+    first = day_of(start)
+    if first < start:
+        first += timedelta(days=1)
+    last = day_of(end)
+    return (first, last) if first < last else None
+
+
 def _totals(rows: list[dict[str, Any]]) -> Totals:
     if not rows:
         return Totals(0, 0, 0)
@@ -195,13 +217,13 @@ def _totals(rows: list[dict[str, Any]]) -> Totals:
 
 def _days(start: datetime, end: datetime, rows: list[dict[str, Any]]) -> list[DaySales]:
     """Every UTC day the range touches, in order, zero where nothing was sold."""
-    found = {row["_id"]: row for row in rows}
+    found = {day_of(row["_id"]).date(): row for row in rows}
     first = start.astimezone(UTC).date()
     last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
     days = []
     day = first
     while day <= last:
-        row = found.get(day.isoformat(), {})
+        row = found.get(day, {})
         days.append(
             DaySales(
                 day,

@@ -2,7 +2,9 @@
 
 Seeds a fresh database straight with `insert_many` (orders and, as the seed command does,
 7 holds for every 4 orders, spread over 30 days), then times the aggregation itself (no
-HTTP) over the whole 30 days and over one day, several times each."""
+HTTP) over three ranges, several times each: from the records alone, and with whole days
+from the daily rollups (`analytics.rollups`, rebuilt after seeding). The two answers must
+agree."""
 
 import asyncio
 import random
@@ -17,6 +19,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
+from analytics import rollups
 from analytics.sales import sales_stats
 from flashsale.embedded import start_embedded
 from flashsale.settings import Settings
@@ -83,28 +86,44 @@ async def _run(uri: str, sizes: list[int]) -> list[str]:
     try:
         for size in sizes:
             database = client[f"flashsale_bench_{uuid.uuid4().hex[:8]}"]
-            # The indexes the application creates (models/): created_at leads both.
+            # The indexes the application creates (models/).
             await database["orders"].create_index([("created_at", 1), ("product_id", 1)])
             await database["reservations"].create_index([("created_at", 1), ("status", 1)])
+            await database[rollups.SALES].create_index([("day", 1), ("product_id", 1)], unique=True)
+            await database[rollups.FUNNEL].create_index([("day", 1), ("status", 1)], unique=True)
             now = datetime.now(UTC).replace(microsecond=0)
             started = time.perf_counter()
             await _seed(database, size, random.Random(size), now)
             seeded = time.perf_counter() - started
-            for label, span in (
-                ("30 days", timedelta(days=DAYS + 1)),
-                ("1 day", timedelta(days=1)),
+            started = time.perf_counter()
+            await rollups.rebuild(database)
+            rebuilt = time.perf_counter() - started
+            midnight = rollups.day_of(now)
+            for label, start, end in (
+                ("last 30 days", now - timedelta(days=DAYS), now + timedelta(hours=1)),
+                ("30 whole days", midnight - timedelta(days=DAYS), midnight),
+                ("last 24 hours", now - timedelta(days=1), now + timedelta(hours=1)),
             ):
-                timings = []
-                for _ in range(RUNS):
-                    started = time.perf_counter()
-                    stats = await sales_stats(database, now - span, now + timedelta(hours=1), 5)
-                    timings.append((time.perf_counter() - started) * 1000)
-                lines.append(
-                    f"{size:>7} orders, {label:>7}: median {statistics.median(timings):8.1f} ms, "
-                    f"min {min(timings):8.1f} ms over {RUNS} runs "
-                    f"({stats.totals.orders} orders, {stats.funnel.created} holds in range)"
-                )
-            lines.append(f"{size:>7} orders: seeded in {seeded:.1f} s")
+                answers = []
+                for use_rollups in (False, True):
+                    timings = []
+                    for _ in range(RUNS):
+                        started = time.perf_counter()
+                        stats = await sales_stats(database, start, end, 5, rollups=use_rollups)
+                        timings.append((time.perf_counter() - started) * 1000)
+                    answers.append(stats)
+                    source = "rollups" if use_rollups else "records"
+                    lines.append(
+                        f"{size:>7} orders, {label:>13}, {source:>7}: "
+                        f"median {statistics.median(timings):8.1f} ms, "
+                        f"min {min(timings):8.1f} ms over {RUNS} runs "
+                        f"({stats.totals.orders} orders, {stats.funnel.created} holds in range)"
+                    )
+                if answers[0] != answers[1]:
+                    raise SystemExit(f"{label}: the rollups and the records disagree")
+            lines.append(
+                f"{size:>7} orders: seeded in {seeded:.1f} s, rollups rebuilt in {rebuilt:.1f} s"
+            )
             await client.drop_database(database.name)
     finally:
         await client.close()

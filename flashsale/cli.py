@@ -107,6 +107,7 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from analytics.rollups import rebuild as rebuild_rollups
     from flashsale.container import build_services
     from reservations.audit import audit
 
@@ -114,6 +115,8 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         services = await build_services(live)
         try:
             ids = await services.background.refresh_products()
+            if args.rebuild_rollups:
+                await rebuild_rollups(services.engine.database)
             checked = await services.engine.reconcile(ids)
             report = await audit(services.engine, ids)
         finally:
@@ -174,7 +177,13 @@ def _parser() -> argparse.ArgumentParser:
     seed.set_defaults(handler=_seed)
 
     reconcile = commands.add_parser(
-        "reconcile", help="rebuild missing Redis counters from MongoDB, then audit invariants"
+        "reconcile",
+        help="rebuild missing Redis counters from MongoDB, then audit invariants and rollups",
+    )
+    reconcile.add_argument(
+        "--rebuild-rollups",
+        action="store_true",
+        help="recompute the daily sales rollups from the orders (stop the sale first)",
     )
     reconcile.set_defaults(handler=_reconcile)
 

@@ -3,12 +3,15 @@
 from models.order import Order
 from models.product import Product
 from models.reservation import Reservation, ReservationStatus
+from models.rollup import DailyFunnel, DailySales
 from models.user import Role, User
 
-DOCUMENT_MODELS: list[type] = [Product, User, Reservation, Order]
+DOCUMENT_MODELS: list[type] = [Product, User, Reservation, Order, DailySales, DailyFunnel]
 
 __all__ = [
     "DOCUMENT_MODELS",
+    "DailyFunnel",
+    "DailySales",
     "Order",
     "Product",
     "Reservation",

@@ -1,5 +1,6 @@
-"""Checks SPEC.md's invariants for products, in Redis and MongoDB. Used by the tests, the
-benchmark and operators. Run it at rest (after the persister has drained the logs)."""
+"""Checks SPEC.md's invariants for products, in Redis and MongoDB, and that the daily sales
+rollups agree with the records. Used by the tests, the benchmark and operators. Run it at
+rest (after the persister has drained the logs)."""
 
 import json
 from collections.abc import Iterable
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 
 from bson import ObjectId
 
+from analytics import rollups
 from models import ReservationStatus
 from reservations.keys import ProductKeys
 from reservations.service import ReservationEngine, text
@@ -71,4 +73,5 @@ async def audit(engine: ReservationEngine, product_ids: Iterable[ObjectId]) -> A
             report.problems.append(
                 f"{where}: ACTIVE reservations in MongoDB {active} != reserved in Redis {reserved}"
             )
+    report.problems += await rollups.check(database)  # all products: the funnel is per day
     return report

@@ -1,7 +1,8 @@
 """Records every hold's state in MongoDB from the per-product change logs (Redis streams).
 
 At-least-once and idempotent: entries are read through a consumer group, written with
-upserts whose filters keep terminal states final, then acknowledged. Entries left pending by
+upserts whose filters keep terminal states final (one transaction per batch, which also moves
+the daily funnel rollup to match), then acknowledged. Entries left pending by
 a dead process are claimed by another after a while. Ended holds are then dropped from Redis.
 """
 
@@ -9,14 +10,18 @@ import logging
 import os
 import socket
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
+import pymongo
 from bson import ObjectId
 from pymongo import UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from analytics.rollups import FunnelMoves
 from models import ReservationStatus
 from reservations.keys import ProductKeys
 from reservations.scripts import Scripts
@@ -27,6 +32,7 @@ logger = logging.getLogger("flashsale.persister")
 GROUP = "persister"
 BATCH = 500
 STALE_PENDING_MS = 30_000
+TRANSACTION_TIMEOUT_SECONDS = 10
 
 
 def _entries(reply: Any) -> list[Any]:
@@ -48,6 +54,7 @@ class ChangeLogPersister:
     ) -> None:
         self.redis = redis
         self.scripts = Scripts(redis)
+        self.database = database
         self._reservations = database["reservations"]
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._groups: set[ObjectId] = set()
@@ -97,29 +104,58 @@ class ChangeLogPersister:
             total += len(entries)
 
     async def _persist(self, keys: ProductKeys, entries: list[Any]) -> None:
+        changes = [{text(k): text(v) for k, v in raw.items()} for _, raw in entries]
+        with pymongo.timeout(TRANSACTION_TIMEOUT_SECONDS):  # bounds the retries too
+            async with self.database.client.start_session() as session:
+                await session.with_transaction(
+                    lambda session: self._record(keys.product_id, changes, session)
+                )
+        ids = [entry_id for entry_id, _ in entries]
+        await self.redis.xack(keys.log, GROUP, *ids)
+        ended = [data["r"] for data in changes if data["e"] != ReservationStatus.ACTIVE.value]
+        if ended:
+            await self.scripts.run("forget", [keys.holds], ended)
+        await self._trim(keys)
+
+    async def _record(
+        self, product_id: ObjectId, changes: list[dict[str, str]], session: AsyncClientSession
+    ) -> None:
+        """One transaction: each hold's state, and the funnel rollup moved to match. The
+        writes only insert a missing hold or end an ACTIVE one, so a replayed entry changes
+        nothing; the rollup follows what the writes will do, read in the same snapshot."""
+        hold_ids = list({ObjectId(data["r"]) for data in changes})
+        recorded: dict[ObjectId, tuple[str, datetime]] = {
+            document["_id"]: (document["status"], document["created_at"])
+            async for document in self._reservations.find(
+                {"_id": {"$in": hold_ids}}, {"status": 1, "created_at": 1}, session=session
+            )
+        }
+        funnel = FunnelMoves()
         operations: list[UpdateOne] = []
-        ended: list[str] = []
-        for _, raw in entries:
-            data = {text(k): text(v) for k, v in raw.items()}
+        for data in changes:
             hold_id = ObjectId(data["r"])
             status = ReservationStatus(data["e"])
+            created_at = to_datetime(int(data["cr"]))
             operations.append(
                 UpdateOne(
                     {"_id": hold_id},
                     {
                         "$setOnInsert": {
-                            "product_id": keys.product_id,
+                            "product_id": product_id,
                             "customer_id": ObjectId(data["c"]),
                             "quantity": int(data["q"]),
                             "status": ReservationStatus.ACTIVE.value,
                             "idempotency_key": data["k"] or None,
-                            "created_at": to_datetime(int(data["cr"])),
+                            "created_at": created_at,
                             "expires_at": to_datetime(int(data["ex"])),
                         }
                     },
                     upsert=True,
                 )
             )
+            if hold_id not in recorded:
+                recorded[hold_id] = (ReservationStatus.ACTIVE.value, created_at)
+                funnel.created(created_at, ReservationStatus.ACTIVE.value)
             if status is not ReservationStatus.ACTIVE:
                 # Only an ACTIVE record may end, so a terminal state never changes again.
                 operations.append(
@@ -133,13 +169,12 @@ class ChangeLogPersister:
                         },
                     )
                 )
-                ended.append(data["r"])
-        await self._reservations.bulk_write(operations, ordered=True)
-        ids = [entry_id for entry_id, _ in entries]
-        await self.redis.xack(keys.log, GROUP, *ids)
-        if ended:
-            await self.scripts.run("forget", [keys.holds], ended)
-        await self._trim(keys)
+                was, created = recorded[hold_id]
+                if was == ReservationStatus.ACTIVE.value:
+                    recorded[hold_id] = (status.value, created)
+                    funnel.moved(created, was, status.value)
+        await self._reservations.bulk_write(operations, ordered=True, session=session)
+        await funnel.save(self.database, session)
 
     async def _trim(self, keys: ProductKeys) -> None:
         """Drop log entries every consumer has acknowledged."""

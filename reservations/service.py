@@ -25,6 +25,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from analytics.rollups import FunnelMoves, add_sale
 from flashsale.errors import InvalidInput
 from models import ReservationStatus
 from reservations.errors import (
@@ -497,6 +498,9 @@ class ReservationEngine:
                 raise OutOfStock(0)
             order_id = ObjectId()
             price = int(product["price_cents"])
+            recorded = await self._reservations.find_one(
+                {"_id": hold.id.hold_id}, {"status": 1, "created_at": 1}, session=session
+            )
             await self._orders.insert_one(
                 {
                     "_id": order_id,
@@ -526,6 +530,22 @@ class ReservationEngine:
                 upsert=True,
                 session=session,
             )
+            await add_sale(
+                self.database,
+                session,
+                product_id=hold.product_id,
+                at=now,
+                quantity=hold.quantity,
+                revenue_cents=price * hold.quantity,
+            )
+            funnel = FunnelMoves()
+            if recorded is None:
+                funnel.created(hold.created_at, ReservationStatus.COMPLETED.value)
+            elif recorded["status"] != ReservationStatus.COMPLETED.value:
+                funnel.moved(
+                    recorded["created_at"], recorded["status"], ReservationStatus.COMPLETED.value
+                )
+            await funnel.save(self.database, session)
             completed = replace(hold, status=ReservationStatus.COMPLETED, ended_at=now)
             return Sale(order_id, completed, price, price * hold.quantity, now)
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
+from analytics import rollups
 from analytics.sales import sales_stats
 from flashsale.container import Services
 from flashsale.errors import InvalidInput
@@ -61,6 +62,7 @@ async def _seed(
         await Order.insert_many(made_orders)
     if made_holds:
         await Reservation.insert_many(made_holds)
+    await rollups.rebuild(Order.get_pymongo_collection().database)
     names = {p.id: p.name for p in products[:-1]}
     return made_orders, made_holds, names
 
@@ -129,6 +131,8 @@ async def test_figures_match_an_independent_computation(services: Services) -> N
     ranges = [
         (DAY0, DAY0 + timedelta(days=11), 5),
         (DAY0 + timedelta(days=2, hours=5), DAY0 + timedelta(days=6, minutes=7), 3),
+        # Inside one UTC day: no whole day, all of it from the records.
+        (DAY0 + timedelta(days=4, hours=3), DAY0 + timedelta(days=4, hours=20), 5),
         # A non-UTC offset: the same instants, and UTC days all the same.
         (
             (DAY0 + timedelta(days=1)).astimezone(timezone(timedelta(hours=-7))),
@@ -137,8 +141,10 @@ async def test_figures_match_an_independent_computation(services: Services) -> N
         ),
     ]
     for start, end, top in ranges:
-        stats = await sales_stats(database, start, end, top)
-        assert _actual(stats) == _expected(orders, holds, names, start, end, top)
+        expected = _expected(orders, holds, names, start, end, top)
+        for use_rollups in (True, False):
+            stats = await sales_stats(database, start, end, top, rollups=use_rollups)
+            assert _actual(stats) == expected, (start, end, use_rollups)
     assert any(p.name is None for p in (await sales_stats(database, *ranges[0])).top_products)
 
 
@@ -167,13 +173,19 @@ async def test_day_edges_are_utc_and_the_end_is_excluded(services: Services) -> 
         ]
     )
     database = services.mongo[services.settings.mongodb_db]
-    stats = await sales_stats(database, DAY0, DAY0 + timedelta(days=3))
-    assert [(d.day.isoformat(), d.orders) for d in stats.by_day] == [
-        ("2026-03-01", 2),
-        ("2026-03-02", 1),
-        ("2026-03-03", 0),
-    ]
-    assert stats.totals.orders == 3
+    await rollups.rebuild(database)
+    for start, end, use_rollups in (
+        (DAY0, DAY0 + timedelta(days=3), True),  # whole days: the rollups
+        (DAY0, DAY0 + timedelta(days=3), False),
+        (DAY0, DAY0 + timedelta(days=2, hours=23), True),  # day 3 in part: its orders
+    ):
+        stats = await sales_stats(database, start, end, rollups=use_rollups)
+        assert [(d.day.isoformat(), d.orders) for d in stats.by_day] == [
+            ("2026-03-01", 2),
+            ("2026-03-02", 1),
+            ("2026-03-03", 0),
+        ]
+        assert stats.totals.orders == 3
 
 
 async def test_an_empty_range_is_all_zeros(services: Services) -> None:
@@ -229,6 +241,7 @@ async def test_sales_stats_over_graphql_is_for_admins_with_exact_money(
             total_cents=79_999 * quantity,
             created_at=at,
         ).insert()
+    await rollups.rebuild(services.mongo[services.settings.mongodb_db])
     variables = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-03T00:00:00Z"}
     refused = await gql(SALES, variables, token=customer_token)
     assert error_codes(refused) == ["FORBIDDEN"]

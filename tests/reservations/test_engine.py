@@ -8,6 +8,8 @@ import pytest
 from bson import ObjectId
 from redis.asyncio import Redis
 
+from analytics import rollups
+from analytics.sales import sales_stats
 from flashsale.container import Services
 from flashsale.embedded import free_port
 from models import Order, Product, Reservation, ReservationStatus
@@ -390,6 +392,39 @@ async def test_persister_records_every_state_and_audit_holds(
     assert report.ok, report.problems
     assert await engine.redis.hlen(ProductKeys(product).holds) == 0  # ended holds forgotten
     assert await engine.redis.xlen(ProductKeys(product).log) == 0  # acknowledged and trimmed
+
+
+async def test_checkout_and_the_persister_keep_the_daily_rollups_exact(
+    engine: ReservationEngine, persister: ChangeLogPersister, clock: Clock
+) -> None:
+    product = await make_product(total_stock=20, price_cents=1_999)
+    recorded_first = await engine.reserve(ANN, product, 2)
+    await persister.run_once([product])  # this hold is in MongoDB before its checkout
+    await engine.checkout(recorded_first.id, ANN)  # ACTIVE -> COMPLETED in the rollup
+    bought_at_once = await engine.reserve(BOB, product, 3)
+    await engine.checkout(bought_at_once.id, BOB)  # not recorded yet: created COMPLETED
+    cancelled = await engine.reserve(ObjectId(), product, 1)
+    await engine.cancel(cancelled.id, None)
+    await engine.reserve(ObjectId(), product, 1)  # left to expire
+    clock.advance(61)
+    await engine.expire_due([product])
+    await persister.run_once([product])
+    await persister.run_once([product])  # nothing left: the rollups must not move
+
+    database = engine.database
+    assert await rollups.check(database) == []
+    day = rollups.day_of(to_datetime(clock.now))
+    kept = await sales_stats(database, day, day + timedelta(days=1))  # all from the rollups
+    assert kept == await sales_stats(database, day, day + timedelta(days=1), rollups=False)
+    assert (kept.totals.revenue_cents, kept.totals.units, kept.totals.orders) == (9_995, 5, 2)
+    funnel = kept.funnel
+    assert (funnel.created, funnel.active, funnel.completed, funnel.expired, funnel.cancelled) == (
+        4,
+        0,
+        2,
+        1,
+        1,
+    )
 
 
 async def test_admin_cannot_drop_stock_below_sold_and_held(
