@@ -2,8 +2,10 @@
 
 - `daily_sales` (day, product): revenue, units and orders, `$inc`ed by checkout inside the
   transaction that writes the order.
-- `daily_funnel` (day, status): how many holds created that day are now in that status,
-  moved inside the transaction that records the hold's state (a persister batch, checkout).
+- `daily_funnel` (day, product, status): how many holds of that product created that day
+  are now in that status, moved inside the transaction that records the hold's state (a
+  persister batch, checkout). Per product, like `daily_sales`, so that checkouts of
+  different products never write the same rollup document (no shared hot spot).
 
 Each count changes in the same transaction as the record it counts, so the rollups are
 exact, not eventually right. `rebuild` recomputes them from orders and reservations (after
@@ -54,23 +56,23 @@ class FunnelMoves:
     """Changes to `daily_funnel`, gathered while a transaction decides its writes."""
 
     def __init__(self) -> None:
-        self._counts: Counter[tuple[datetime, str]] = Counter()
+        self._counts: Counter[tuple[datetime, ObjectId, str]] = Counter()
 
-    def created(self, created_at: datetime, status: str) -> None:
-        self._counts[(day_of(created_at), status)] += 1
+    def created(self, product_id: ObjectId, created_at: datetime, status: str) -> None:
+        self._counts[(day_of(created_at), product_id, status)] += 1
 
-    def moved(self, created_at: datetime, old: str, new: str) -> None:
+    def moved(self, product_id: ObjectId, created_at: datetime, old: str, new: str) -> None:
         day = day_of(created_at)
-        self._counts[(day, old)] -= 1
-        self._counts[(day, new)] += 1
+        self._counts[(day, product_id, old)] -= 1
+        self._counts[(day, product_id, new)] += 1
 
     async def save(
         self, database: AsyncDatabase[dict[str, Any]], session: AsyncClientSession
     ) -> None:
-        for (day, status), change in sorted(self._counts.items()):
+        for (day, product_id, status), change in sorted(self._counts.items()):
             if change:
                 await database[FUNNEL].update_one(
-                    {"day": day, "status": status},
+                    {"day": day, "product_id": product_id, "status": status},
                     {"$inc": {"holds": change}},
                     upsert=True,
                     session=session,
@@ -79,7 +81,7 @@ class FunnelMoves:
 
 async def _recount(
     database: AsyncDatabase[dict[str, Any]],
-) -> tuple[dict[tuple[datetime, Any], tuple[int, int, int]], dict[tuple[datetime, str], int]]:
+) -> tuple[dict[tuple[datetime, Any], tuple[int, int, int]], dict[tuple[datetime, Any, str], int]]:
     sales = {}
     async for row in await database["orders"].aggregate(
         [
@@ -100,13 +102,18 @@ async def _recount(
         [
             {
                 "$group": {
-                    "_id": {"day": truncated_to_day("$created_at"), "status": "$status"},
+                    "_id": {
+                        "day": truncated_to_day("$created_at"),
+                        "product_id": "$product_id",
+                        "status": "$status",
+                    },
                     "count": {"$sum": 1},
                 }
             }
         ]
     ):
-        funnel[(day_of(row["_id"]["day"]), row["_id"]["status"])] = int(row["count"])
+        slot = (day_of(row["_id"]["day"]), row["_id"]["product_id"], row["_id"]["status"])
+        funnel[slot] = int(row["count"])
     return sales, funnel
 
 
@@ -124,7 +131,10 @@ async def rebuild(database: AsyncDatabase[dict[str, Any]]) -> None:
         )
     if funnel:
         await database[FUNNEL].insert_many(
-            [{"day": day, "status": status, "holds": n} for (day, status), n in funnel.items()]
+            [
+                {"day": day, "product_id": pid, "status": status, "holds": n}
+                for (day, pid, status), n in funnel.items()
+            ]
         )
 
 
@@ -142,10 +152,11 @@ async def check(database: AsyncDatabase[dict[str, Any]]) -> list[str]:
             problems.append(f"daily_sales {key}: kept {kept}, recount {recount}")
     kept_funnel = {}
     async for row in database[FUNNEL].find({}):
-        kept_funnel[(day_of(row["day"]), row["status"])] = row["holds"]
-    for key in sorted(set(funnel) | set(kept_funnel), key=str):
-        if funnel.get(key, 0) != kept_funnel.get(key, 0):
+        kept_funnel[(day_of(row["day"]), row["product_id"], row["status"])] = row["holds"]
+    for slot in sorted(set(funnel) | set(kept_funnel), key=str):
+        if funnel.get(slot, 0) != kept_funnel.get(slot, 0):
             problems.append(
-                f"daily_funnel {key}: kept {kept_funnel.get(key, 0)}, recount {funnel.get(key, 0)}"
+                f"daily_funnel {slot}: kept {kept_funnel.get(slot, 0)}, "
+                f"recount {funnel.get(slot, 0)}"
             )
     return problems

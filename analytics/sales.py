@@ -1,20 +1,26 @@
-"""`sales_stats`: one aggregation over a time range, `$facet` splitting it into totals, top
-products, revenue by day and the reservation funnel.
+"""`sales_stats`: totals, top products, revenue by UTC day and the reservation funnel over a
+time range.
 
 The orders in the range feed the money figures; the reservations created in the range feed
-the funnel. Whole UTC days are read from the daily rollups (`analytics.rollups`) rather than
-from every order and hold; the partial days at either end of the range from the records,
-through their `created_at` indexes. All of it is joined with `$unionWith`, so it stays one
-aggregation and one round trip. Money stays in integer cents until the caller formats
-it; days are UTC days, and days without sales are filled in with zeros here.
+the funnel. Whole UTC days are read from the daily rollups (`analytics.rollups`), so their
+cost depends on days and products, not on orders; only the partial days at either end of the
+range are read from the records, through their `created_at` indexes. Each source is one
+`$match` + `$group` aggregation on its own collection, all of them at once, and the few
+grouped rows are added up here. (One aggregation joining the sources with `$unionWith` and
+splitting them with `$facet` was measured first: SecantusDB reads a `$unionWith` collection
+whole, without its index, which made it 10 to 100 times slower; see BENCHMARKS.md.)
+Money stays in integer cents until the caller formats it; days without sales are zeros.
 """
 
+import asyncio
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from bson import ObjectId
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from analytics.rollups import FUNNEL, SALES, day_of, truncated_to_day
@@ -105,99 +111,97 @@ async def sales_stats(
     without, everything comes from the records (the benchmark compares the two)."""
     check_range(start, end, top)
     days = _whole_days(start, end) if rollups else None
-    sources: list[tuple[str, list[dict[str, Any]]]] = []
-    if days is None:
-        edges = [(start, end)]
-    else:
+    # The sources: (collection, match, its day, what to sum) and (collection, match, count).
+    sales: list[tuple[str, dict[str, Any], Any, dict[str, Any]]] = []
+    funnel: list[tuple[str, dict[str, Any], Any]] = []
+    edges = [(start, end)]
+    if days is not None:
         first, last = days
         edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
-        in_days = {"$match": {"day": {"$gte": first, "$lt": last}}}
-        sources += [
-            (SALES, [in_days, {"$project": _SALE_ROW}]),
-            (FUNNEL, [in_days, {"$project": _HOLD_ROW}]),
-        ]
-    if edges:
-        created = {"$or": [{"created_at": {"$gte": a, "$lt": b}} for a, b in edges]}
-        sources += [
-            ("orders", [{"$match": created}, {"$project": _ORDER_AS_SALE_ROW}]),
-            ("reservations", [{"$match": created}, {"$project": _RESERVATION_AS_HOLD_ROW}]),
-        ]
-    (collection, pipeline), *others = sources
-    pipeline = [
-        *pipeline,
-        *({"$unionWith": {"coll": name, "pipeline": stages}} for name, stages in others),
-        {"$facet": _facets(top)},
-    ]
-    cursor = await database[collection].aggregate(pipeline)
-    (facets,) = await cursor.to_list()
+        in_days = {"day": {"$gte": first, "$lt": last}}
+        sales.append((SALES, in_days, "$day", _ROLLED_UP_SALES))
+        funnel.append((FUNNEL, in_days, "$holds"))
+    for a, b in edges:
+        created = {"created_at": {"$gte": a, "$lt": b}}
+        sales.append(("orders", created, truncated_to_day("$created_at"), _ORDER_SALES))
+        funnel.append(("reservations", created, 1))
+    sale_rows, funnel_rows = await asyncio.gather(
+        _gathered(
+            [
+                _rows(database[name], match, {"product_id": "$product_id", "day": day}, sums)
+                for name, match, day, sums in sales
+            ]
+        ),
+        _gathered(
+            [
+                _rows(database[name], match, "$status", {"count": {"$sum": count}})
+                for name, match, count in funnel
+            ]
+        ),
+    )
+    per_product: dict[ObjectId, list[int]] = defaultdict(lambda: [0, 0, 0])
+    per_day: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for row in sale_rows:
+        figures = (int(row["revenue"]), int(row["units"]), int(row["orders"]))
+        day = day_of(row["_id"]["day"]).date()
+        for totals in (per_product[row["_id"]["product_id"]], per_day[day]):
+            for index, value in enumerate(figures):
+                totals[index] += value
+    statuses: Counter[str] = Counter()
+    for row in funnel_rows:
+        statuses[row["_id"]] += int(row["count"])
     return SalesStats(
         start=start,
         end=end,
-        totals=_totals(facets["totals"]),
-        top_products=[
-            ProductSales(row["_id"], row.get("name"), int(row["revenue"]), int(row["units"]))
-            for row in facets["top"]
-        ],
-        by_day=_days(start, end, facets["days"]),
-        funnel=_funnel(facets["funnel"]),
+        totals=Totals(*(sum(figures[i] for figures in per_product.values()) for i in range(3))),
+        top_products=await _top(database, per_product, top),
+        by_day=_days(start, end, per_day),
+        funnel=_funnel(statuses),
     )
 
 
-# Every source becomes rows of two kinds, so one $facet sums them all: a sale row (an order,
-# or a product's day in the rollup) and a hold row (a reservation, or a (day, status) count).
-_SALE_ROW = {
-    "_id": 0,
-    "kind": "sale",
-    "product_id": 1,
-    "day": 1,
-    "revenue_cents": 1,
-    "units": 1,
-    "orders": 1,
+# What one sale row sums, from an order and from a product's day in the rollup.
+_ORDER_SALES = {
+    "revenue": {"$sum": "$total_cents"},
+    "units": {"$sum": "$quantity"},
+    "orders": {"$sum": 1},
 }
-_ORDER_AS_SALE_ROW = {
-    "_id": 0,
-    "kind": "sale",
-    "product_id": 1,
-    "day": truncated_to_day("$created_at"),
-    "revenue_cents": "$total_cents",
-    "units": "$quantity",
-    "orders": {"$literal": 1},
+_ROLLED_UP_SALES = {
+    "revenue": {"$sum": "$revenue_cents"},
+    "units": {"$sum": "$units"},
+    "orders": {"$sum": "$orders"},
 }
-_HOLD_ROW = {"_id": 0, "kind": "hold", "status": 1, "count": "$holds"}
-_RESERVATION_AS_HOLD_ROW = {"_id": 0, "kind": "hold", "status": 1, "count": {"$literal": 1}}
 
 
-def _facets(top: int) -> dict[str, list[dict[str, Any]]]:
-    sales = {"$match": {"kind": "sale"}}
-    sums = {
-        "revenue": {"$sum": "$revenue_cents"},
-        "units": {"$sum": "$units"},
-        "orders": {"$sum": "$orders"},
+async def _rows(
+    collection: AsyncCollection[dict[str, Any]],
+    match: dict[str, Any],
+    key: Any,
+    sums: dict[str, Any],
+) -> list[dict[str, Any]]:
+    cursor = await collection.aggregate([{"$match": match}, {"$group": {"_id": key, **sums}}])
+    return await cursor.to_list()
+
+
+async def _gathered(queries: list[Any]) -> list[dict[str, Any]]:
+    return [row for rows in await asyncio.gather(*queries) for row in rows]
+
+
+async def _top(
+    database: AsyncDatabase[dict[str, Any]], per_product: dict[ObjectId, list[int]], top: int
+) -> list[ProductSales]:
+    """The best sellers by revenue (ties: the older product id first), with their names."""
+    ranked = sorted(per_product.items(), key=lambda item: (-item[1][0], item[0]))[:top]
+    names = {
+        product["_id"]: product["name"]
+        async for product in database["products"].find(
+            {"_id": {"$in": [product_id for product_id, _ in ranked]}}, {"name": 1}
+        )
     }
-    return {
-        "totals": [sales, {"$group": {"_id": None, **sums}}],
-        "top": [
-            sales,
-            {"$group": {"_id": "$product_id", **sums}},
-            {"$sort": {"revenue": -1, "_id": 1}},
-            {"$limit": top},
-            {
-                "$lookup": {
-                    "from": "products",
-                    "localField": "_id",
-                    "foreignField": "_id",
-                    "as": "product",
-                }
-            },
-            {"$unwind": {"path": "$product", "preserveNullAndEmptyArrays": True}},
-            {"$project": {"revenue": 1, "units": 1, "name": "$product.name"}},
-        ],
-        "days": [sales, {"$group": {"_id": "$day", **sums}}],
-        "funnel": [
-            {"$match": {"kind": "hold"}},
-            {"$group": {"_id": "$status", "count": {"$sum": "$count"}}},
-        ],
-    }
+    return [
+        ProductSales(product_id, names.get(product_id), revenue, units)
+        for product_id, (revenue, units, _) in ranked
+    ]
 
 
 def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
@@ -209,39 +213,24 @@ def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime] | N
     return (first, last) if first < last else None
 
 
-def _totals(rows: list[dict[str, Any]]) -> Totals:
-    if not rows:
-        return Totals(0, 0, 0)
-    return Totals(int(rows[0]["revenue"]), int(rows[0]["units"]), int(rows[0]["orders"]))
-
-
-def _days(start: datetime, end: datetime, rows: list[dict[str, Any]]) -> list[DaySales]:
+def _days(start: datetime, end: datetime, per_day: dict[date, list[int]]) -> list[DaySales]:
     """Every UTC day the range touches, in order, zero where nothing was sold."""
-    found = {day_of(row["_id"]).date(): row for row in rows}
     first = start.astimezone(UTC).date()
     last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
     days = []
     day = first
     while day <= last:
-        row = found.get(day, {})
-        days.append(
-            DaySales(
-                day,
-                int(row.get("revenue", 0)),
-                int(row.get("units", 0)),
-                int(row.get("orders", 0)),
-            )
-        )
+        revenue, units, orders = per_day.get(day, (0, 0, 0))
+        days.append(DaySales(day, revenue, units, orders))
         day += timedelta(days=1)
     return days
 
 
-def _funnel(rows: list[dict[str, Any]]) -> Funnel:
-    counts = {row["_id"]: int(row["count"]) for row in rows}
+def _funnel(statuses: Counter[str]) -> Funnel:
     return Funnel(
-        created=sum(counts.values()),
-        active=counts.get(ReservationStatus.ACTIVE.value, 0),
-        completed=counts.get(ReservationStatus.COMPLETED.value, 0),
-        expired=counts.get(ReservationStatus.EXPIRED.value, 0),
-        cancelled=counts.get(ReservationStatus.CANCELLED.value, 0),
+        created=sum(statuses.values()),
+        active=statuses[ReservationStatus.ACTIVE.value],
+        completed=statuses[ReservationStatus.COMPLETED.value],
+        expired=statuses[ReservationStatus.EXPIRED.value],
+        cancelled=statuses[ReservationStatus.CANCELLED.value],
     )

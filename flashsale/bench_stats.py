@@ -90,7 +90,9 @@ async def _run(uri: str, sizes: list[int]) -> list[str]:
             await database["orders"].create_index([("created_at", 1), ("product_id", 1)])
             await database["reservations"].create_index([("created_at", 1), ("status", 1)])
             await database[rollups.SALES].create_index([("day", 1), ("product_id", 1)], unique=True)
-            await database[rollups.FUNNEL].create_index([("day", 1), ("status", 1)], unique=True)
+            await database[rollups.FUNNEL].create_index(
+                [("day", 1), ("product_id", 1), ("status", 1)], unique=True
+            )
             now = datetime.now(UTC).replace(microsecond=0)
             started = time.perf_counter()
             await _seed(database, size, random.Random(size), now)

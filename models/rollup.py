@@ -22,15 +22,23 @@ class DailySales(Document):
 
 
 class DailyFunnel(Document):
-    """Holds created on one UTC day that are now in one status, kept in step by whoever
-    records the hold's state (the persister, checkout), in the same transaction."""
+    """Holds of one product created on one UTC day that are now in one status, kept in step
+    by whoever records the hold's state (the persister, checkout), in the same transaction."""
 
     day: datetime  # midnight UTC, of the hold's created_at
+    product_id: PydanticObjectId
     status: str
     holds: int = 0
 
     class Settings:
         name = "daily_funnel"
         indexes = [
-            IndexModel([("day", pymongo.ASCENDING), ("status", pymongo.ASCENDING)], unique=True)
+            IndexModel(
+                [
+                    ("day", pymongo.ASCENDING),
+                    ("product_id", pymongo.ASCENDING),
+                    ("status", pymongo.ASCENDING),
+                ],
+                unique=True,
+            )
         ]

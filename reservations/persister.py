@@ -155,7 +155,7 @@ class ChangeLogPersister:
             )
             if hold_id not in recorded:
                 recorded[hold_id] = (ReservationStatus.ACTIVE.value, created_at)
-                funnel.created(created_at, ReservationStatus.ACTIVE.value)
+                funnel.created(product_id, created_at, ReservationStatus.ACTIVE.value)
             if status is not ReservationStatus.ACTIVE:
                 # Only an ACTIVE record may end, so a terminal state never changes again.
                 operations.append(
@@ -172,7 +172,7 @@ class ChangeLogPersister:
                 was, created = recorded[hold_id]
                 if was == ReservationStatus.ACTIVE.value:
                     recorded[hold_id] = (status.value, created)
-                    funnel.moved(created, was, status.value)
+                    funnel.moved(product_id, created, was, status.value)
         await self._reservations.bulk_write(operations, ordered=True, session=session)
         await funnel.save(self.database, session)
 
