@@ -51,8 +51,14 @@ IDEMPOTENCY_KEY_MAX = 128
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 EXPIRE_BATCH = 500
 CHECKOUT_TIMEOUT_SECONDS = 5.0
+# Checkout transactions at once per process. Checkouts of one product all write its document,
+# so past a few they only conflict and retry inside the database; the rest wait here, in
+# order, for at most CHECKOUT_QUEUE_SECONDS (their holds are claimed: they cannot expire).
+CHECKOUT_TRANSACTIONS = 4
+CHECKOUT_QUEUE_SECONDS = 15.0
 # A claim older than this is abandoned (its process died mid-checkout). Well above
-# CHECKOUT_TIMEOUT_SECONDS, so a live checkout has always given up before it is swept.
+# CHECKOUT_QUEUE_SECONDS + CHECKOUT_TIMEOUT_SECONDS, so a live checkout has always given up
+# before it is swept.
 ABANDONED_CLAIM_MS = 30_000
 
 
@@ -178,6 +184,7 @@ class ReservationEngine:
         self._reservations = database["reservations"]
         self._orders = database["orders"]
         self._loading: dict[ObjectId, asyncio.Future[None]] = {}
+        self._transactions = asyncio.Semaphore(CHECKOUT_TRANSACTIONS)
 
     # -- loading and counters -------------------------------------------------------------
 
@@ -453,14 +460,29 @@ class ReservationEngine:
             idempotency_key=text(claim[5]) or None,
         )
         try:
+            async with asyncio.timeout(CHECKOUT_QUEUE_SECONDS):
+                await self._transactions.acquire()
+        except TimeoutError:
+            await self._unclaim(rid)
+            raise ServiceUnavailable("the order store (MongoDB)") from None
+        try:
             sale = await self._record_sale(hold)
         except OutOfStock:
             await self._unclaim(rid)
             raise
         except PyMongoError as exc:
+            if exc.has_error_label("UnknownTransactionCommitResult"):
+                # The commit may have landed (a timeout or a lost reply): putting the hold
+                # back could sell its units twice. It stays claimed (reserved, unable to
+                # expire); a retried checkout finds the order, and the recovery sweep
+                # settles it from MongoDB if nobody retries.
+                logger.warning("checkout of %s: outcome unknown, left claimed: %s", rid, exc)
+                raise ServiceUnavailable("the order store (MongoDB)") from None
             logger.warning("checkout of %s not recorded, hold put back: %s", rid, exc)
             await self._unclaim(rid)
             raise ServiceUnavailable("the order store (MongoDB)") from None
+        finally:
+            self._transactions.release()
         await self.commit(rid, hold)
         return sale
 
@@ -540,10 +562,13 @@ class ReservationEngine:
             )
             funnel = FunnelMoves()
             if recorded is None:
-                funnel.created(hold.created_at, ReservationStatus.COMPLETED.value)
+                funnel.created(hold.product_id, hold.created_at, ReservationStatus.COMPLETED.value)
             elif recorded["status"] != ReservationStatus.COMPLETED.value:
                 funnel.moved(
-                    recorded["created_at"], recorded["status"], ReservationStatus.COMPLETED.value
+                    hold.product_id,
+                    recorded["created_at"],
+                    recorded["status"],
+                    ReservationStatus.COMPLETED.value,
                 )
             await funnel.save(self.database, session)
             completed = replace(hold, status=ReservationStatus.COMPLETED, ended_at=now)

@@ -3,9 +3,11 @@
 import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from bson import ObjectId
+from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 
 from analytics import rollups
@@ -319,6 +321,48 @@ async def test_mongodb_unreachable_at_checkout_changes_nothing(
     assert still.status is ReservationStatus.ACTIVE
     assert await Order.count() == 0
     assert (await engine.checkout(hold.id, ANN)).hold.quantity == 2  # and it can still be bought
+
+
+async def test_a_checkout_whose_commit_outcome_is_unknown_is_never_put_back(
+    engine: ReservationEngine,
+    persister: ChangeLogPersister,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The transaction commits in MongoDB but its reply is lost (a timeout, a dropped
+    connection): the hold must not go back on sale, or its units could be sold twice."""
+    product = await make_product(total_stock=4, max_per_customer=2)
+    retried = await engine.reserve(ANN, product, 2)
+    abandoned = await engine.reserve(BOB, product, 2)
+    record_sale = engine._record_sale
+
+    async def committed_but_reply_lost(hold: Any) -> Any:
+        await record_sale(hold)  # the real transaction, committed
+        lost = PyMongoError("connection closed while committing")
+        lost._add_error_label("UnknownTransactionCommitResult")
+        raise lost
+
+    monkeypatch.setattr(engine, "_record_sale", committed_but_reply_lost)
+    for hold, owner in ((retried, ANN), (abandoned, BOB)):
+        with pytest.raises(ServiceUnavailable):
+            await engine.checkout(hold.id, owner)
+    monkeypatch.undo()
+
+    assert await counters(engine, product) == StockCounters(4, 0, 4)  # still held
+    clock.advance(61)  # past both deadlines: neither expires, nothing goes back on sale
+    assert await engine.expire_due([product]) == 0
+    with pytest.raises(OutOfStock):
+        await engine.reserve(ObjectId(), product, 1)
+
+    sale = await engine.checkout(retried.id, ANN)  # the shopper retries: the same order
+    assert sale.order_id == (await Order.find_one(Order.reservation_id == retried.id.hold_id)).id
+    clock.advance(30)  # nobody retries the other: the recovery sweep finds its order
+    assert await engine.recover_claims([product]) == 1
+    assert await counters(engine, product) == StockCounters(4, 4, 0)
+    assert await Order.count() == 2
+    await persister.run_once([product])
+    report = await audit(engine, [product])
+    assert report.ok, report.problems
 
 
 async def test_redis_lost_mid_sale_is_rebuilt_from_mongodb(
