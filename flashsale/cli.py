@@ -81,7 +81,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         if settings.mongodb_uri is None:
             asyncio.run(seed_if_empty(live))
         base = f"http://{args.host}:{args.port}"
-        print(f"flashsale: GraphQL API and GraphiQL at {base}/graphql", flush=True)  # noqa: T201
+        print(  # noqa: T201
+            f"flashsale: the store at {base}/ , the admin dashboard at {base}/admin ,\n"
+            f"flashsale: the GraphQL API and GraphiQL at {base}/graphql",
+            flush=True,
+        )
         uvicorn.run(
             "flashsale.asgi:create",
             factory=True,

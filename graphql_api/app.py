@@ -1,4 +1,5 @@
-"""The FastAPI application: /graphql (HTTP and WebSocket), GraphiQL assets, health."""
+"""The FastAPI application: /graphql (HTTP and WebSocket), GraphiQL assets, the storefront
+and admin pages, health."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from graphql_api.graphiql import STATIC_DIR
 from graphql_api.guards import QueryGuards
 from graphql_api.http import GraphQLView
 from graphql_api.middleware import RequestGuard
+from graphql_api.pages import add_pages
 from graphql_api.ratelimit import IpRateLimit
 from graphql_api.schema import build_schema
 
@@ -53,6 +55,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.router.routes.append(Route("/graphql", view, methods=["GET", "POST"]))
     app.router.routes.append(WebSocketRoute("/graphql", view))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    add_pages(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -1,8 +1,11 @@
-"""The per-address limit on all HTTP traffic (and WebSocket handshakes), as ASGI middleware.
+"""The per-address limit on the API (`/graphql` over HTTP, and WebSocket handshakes), as ASGI
+middleware.
 
 Every answer carries the IETF RateLimit / RateLimit-Policy fields, so clients can pace
-themselves before they are refused; a refused request gets 429 with Retry-After. Health
-probes are exempt: a load balancer's checks must not use up, or be refused by, a quota.
+themselves before they are refused; a refused request gets 429 with Retry-After. Nothing
+else is counted: the pages and their static files cost a browser several requests per load
+and nothing in Redis or MongoDB, and a load balancer's health probes must not use up, or be
+refused by, a quota.
 """
 
 import logging
@@ -18,7 +21,7 @@ from ratelimit import RateLimits, RateLimitUnavailable, WindowDecision
 
 logger = logging.getLogger("flashsale.ratelimit")
 
-EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+LIMITED_PATHS = frozenset({"/graphql"})
 POLICY = "ip"
 _UNAVAILABLE_LOG_INTERVAL_SECONDS = 10.0
 
@@ -51,7 +54,7 @@ class IpRateLimit:
         address = client_address(scope, self.trusted_proxies)
         remember(scope, address)
         limits: RateLimits = scope["app"].state.services.rate_limits
-        if not limits.enabled or scope["path"] in EXEMPT_PATHS:
+        if not limits.enabled or scope["path"] not in LIMITED_PATHS:
             await self.app(scope, receive, send)
             return
         try:

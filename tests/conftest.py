@@ -71,11 +71,17 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         await built.close()
 
 
-@pytest_asyncio.fixture(loop_scope="session", autouse=True)
-async def clean_database(request: pytest.FixtureRequest) -> None:
-    """Every test starts with empty collections (only for tests that use the databases)."""
-    if "services" not in request.fixturenames:
-        return
+@pytest.fixture(autouse=True)
+def clean_database(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the databases starts with empty collections. A plain fixture,
+    so tests without them (the browser tests, whose Playwright holds the thread's event
+    loop) never touch asyncio."""
+    if "services" in request.fixturenames:
+        request.getfixturevalue("empty_collections")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def empty_collections(services: Services) -> None:
     for model in DOCUMENT_MODELS:
         await model.get_pymongo_collection().delete_many({})  # type: ignore[attr-defined]
 

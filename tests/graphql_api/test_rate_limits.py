@@ -83,10 +83,12 @@ async def test_over_the_address_quota_is_429_with_retry_after_and_ratelimit_fiel
         assert error["extensions"]["code"] == "RATE_LIMITED"
         assert error["extensions"]["retryAfter"] == 46
 
-        # Any path counts (GraphiQL assets, unknown paths), except the health probes.
-        assert (await http.get("/static/graphiql/graphiql.min.css")).status_code == 429
-        assert (await http.get("/healthz")).status_code == 200
-        assert (await http.get("/readyz")).status_code == 200
+        # Only the API counts: GraphiQL (GET /graphql) does, pages and probes do not.
+        assert (await http.get("/graphql", headers={"accept": "text/html"})).status_code == 429
+        for free in ("/static/graphiql/graphiql.min.css", "/", "/admin", "/healthz", "/readyz"):
+            answer = await http.get(free)
+            assert answer.status_code == 200, free
+            assert "ratelimit" not in answer.headers
 
         frozen_time.advance(45)  # t=60: the first request is exactly a window old
         assert (await _post(http, QUERY)).status_code == 429

@@ -1,0 +1,267 @@
+// The admin dashboard: sales charts refreshed live, new products, restocking.
+import { currentUser, mountAuth } from "./auth.js";
+import { bars, columns } from "./charts.js";
+import { Live, describe, el, formatTime, gql, settled } from "./graphql.js";
+
+const PRODUCT = "id name price totalStock available reserved sold";
+const PAGE = 50;
+const REFRESH_AFTER_MS = 1500; // gathers a burst of sales into one salesStats call
+
+const state = { user: null, products: new Map(), cursor: null };
+const rows = new Map(); // product id -> its row's live cells
+const live = new Live();
+let stopStock = () => {};
+let refreshTimer = null;
+
+const $ = (id) => document.getElementById(id);
+
+function say(text, kind = "info") {
+  const box = $("messages");
+  box.textContent = text;
+  box.dataset.kind = kind;
+}
+
+function failed(error) {
+  say(describe(error), "error");
+  if (error.code === "UNAUTHENTICATED") auth.signOut();
+}
+
+// -- sales ----------------------------------------------------------------------------
+
+function range() {
+  const days = Number($("days").value);
+  const now = new Date();
+  const tomorrow = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1);
+  return { from: new Date(tomorrow - days * 86_400_000).toISOString(), to: new Date(tomorrow).toISOString() };
+}
+
+async function loadStats() {
+  try {
+    const data = await gql(
+      `query Stats($from: DateTime!, $to: DateTime!) { salesStats(from: $from, to: $to, top: 5) {
+        totals { revenue units orders averageOrderValue }
+        topProducts { productId name revenue units }
+        byDay { day revenue units orders }
+        funnel { created active completed expired cancelled conversionRate } } }`,
+      range(),
+    );
+    showStats(data.salesStats);
+    $("stats-updated").textContent = `updated ${formatTime(new Date().toISOString())}`;
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function showStats({ totals, topProducts, byDay, funnel }) {
+  const tiles = [
+    ["Revenue", totals.revenue],
+    ["Orders", totals.orders],
+    ["Units sold", totals.units],
+    ["Average order", totals.averageOrderValue],
+    ["Holds that became orders", `${(funnel.conversionRate * 100).toFixed(1)}%`],
+  ];
+  $("totals").replaceChildren(
+    ...tiles.map(([name, value]) => el("div", { class: "tile" }, el("dt", {}, name), el("dd", {}, String(value)))),
+  );
+  columns(
+    $("chart-days"),
+    "Revenue by day (UTC)",
+    byDay.map((day) => ({ label: day.day.slice(5), value: Number(day.revenue), shown: `${day.revenue} (${day.orders} orders)` })),
+  );
+  bars(
+    $("chart-top"),
+    "Top products by revenue",
+    topProducts.map((p) => ({ label: p.name ?? "(deleted)", value: Number(p.revenue), shown: `${p.revenue} · ${p.units} unit${p.units === 1 ? "" : "s"}` })),
+  );
+  bars(
+    $("chart-funnel"),
+    "Reservation funnel",
+    [
+      ["Holds made", funnel.created],
+      ["Checked out", funnel.completed],
+      ["Expired", funnel.expired],
+      ["Cancelled", funnel.cancelled],
+      ["Still held", funnel.active],
+    ].map(([label, value]) => ({ label, value, shown: String(value) })),
+  );
+}
+
+function refreshSoon() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    loadStats();
+  }, REFRESH_AFTER_MS);
+}
+
+// -- products -------------------------------------------------------------------------
+
+function row(product) {
+  const inputId = `restock-${product.id}`;
+  const cells = {
+    price: el("td", {}),
+    total: el("td", { class: "total" }),
+    available: el("td", { class: "available" }),
+    reserved: el("td", { class: "reserved" }),
+    sold: el("td", { class: "sold" }),
+  };
+  const amount = el("input", { id: inputId, type: "number", min: "1", value: "5", required: true });
+  const restock = el(
+    "form",
+    { class: "inline", onsubmit: (event) => (event.preventDefault(), restockProduct(product.id, amount)) },
+    el("label", { for: inputId, class: "visually-hidden" }, `Units to add to ${product.name}`),
+    amount,
+    el("button", { type: "submit", class: "secondary" }, "Add"),
+  );
+  cells.node = el(
+    "tr",
+    { "data-id": product.id },
+    el("th", { scope: "row" }, product.name),
+    cells.price,
+    cells.total,
+    cells.available,
+    cells.reserved,
+    cells.sold,
+    el("td", {}, restock),
+  );
+  rows.set(product.id, cells);
+  return cells.node;
+}
+
+function paint(product) {
+  const cells = rows.get(product.id);
+  cells.price.textContent = product.price;
+  cells.total.textContent = product.totalStock;
+  cells.available.textContent = product.available;
+  cells.reserved.textContent = product.reserved;
+  cells.sold.textContent = product.sold;
+}
+
+function showProducts(products, { append = false, first = false } = {}) {
+  const body = $("catalog-rows");
+  if (!append) {
+    body.replaceChildren();
+    rows.clear();
+    state.products.clear();
+  }
+  for (const product of products) {
+    state.products.set(product.id, product);
+    if (first) body.prepend(row(product));
+    else body.append(row(product));
+    paint(product);
+  }
+  watchStock();
+}
+
+function watchStock() {
+  stopStock();
+  const ids = [...state.products.keys()];
+  if (!ids.length) return;
+  stopStock = live.subscribe(
+    "subscription Stock($ids: [ID!]!) { stockChanged(productIds: $ids) { productId available reserved sold } }",
+    { ids },
+    ({ stockChanged: change }) => {
+      const product = state.products.get(change.productId);
+      if (!product) return;
+      const moved = product.sold !== change.sold || product.reserved !== change.reserved;
+      Object.assign(product, { available: change.available, reserved: change.reserved, sold: change.sold });
+      product.totalStock = change.available + change.reserved + change.sold;
+      paint(product);
+      if (moved) refreshSoon(); // a hold or a sale: the figures changed
+    },
+    failed,
+  );
+}
+
+async function loadProducts(after = null) {
+  const data = await gql(
+    `query Catalog($after: String) { products(first: ${PAGE}, after: $after) { edges { node { ${PRODUCT} } } pageInfo { hasNextPage endCursor } } }`,
+    { after },
+  );
+  showProducts(data.products.edges.map((edge) => edge.node), { append: after !== null });
+  state.cursor = data.products.pageInfo.endCursor;
+  $("more-products").hidden = !data.products.pageInfo.hasNextPage;
+}
+
+async function restockProduct(id, amount) {
+  if (!amount.reportValidity()) return;
+  try {
+    const data = await gql(
+      `mutation Restock($id: ID!, $q: Int!) { restock(id: $id, quantity: $q) { product { ${PRODUCT} } errors { code message field } } }`,
+      { id, q: Number(amount.value) },
+    );
+    const { product } = settled(data.restock);
+    Object.assign(state.products.get(id), product);
+    paint(state.products.get(id));
+    say(`${product.name}: ${amount.value} more units, ${product.available} available now.`, "success");
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function optionalNumber(value) {
+  return value === "" ? null : Number(value);
+}
+
+function optionalTime(value) {
+  return value === "" ? null : new Date(value).toISOString(); // datetime-local is local time
+}
+
+async function createProduct(event) {
+  event.preventDefault();
+  const form = event.target;
+  const values = Object.fromEntries(new FormData(form));
+  const input = {
+    name: values.name,
+    description: values.description,
+    price: values.price,
+    totalStock: Number(values.totalStock),
+    maxPerCustomer: optionalNumber(values.maxPerCustomer),
+    holdSeconds: optionalNumber(values.holdSeconds),
+    saleStartsAt: optionalTime(values.saleStartsAt),
+    saleEndsAt: optionalTime(values.saleEndsAt),
+  };
+  try {
+    const data = await gql(
+      `mutation Create($input: ProductInput!) { createProduct(input: $input) { product { ${PRODUCT} } errors { code message field } } }`,
+      { input },
+    );
+    const { product } = settled(data.createProduct);
+    showProducts([product], { append: true, first: true });
+    say(`Created ${product.name} with ${product.totalStock} units. It is in the store now.`, "success");
+    form.reset();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+// -- signing in -----------------------------------------------------------------------
+
+async function show(user) {
+  state.user = user;
+  const admin = user?.role === "ADMIN";
+  $("admin").hidden = !admin;
+  $("signed-out-hint").hidden = admin;
+  stopStock();
+  if (user && !admin) say("This account is not an admin: sign in with an admin account.", "error");
+  if (!admin) return;
+  live.restart();
+  try {
+    await Promise.all([loadProducts(), loadStats()]);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+const auth = mountAuth($("auth"), { onChange: show, say, allowRegister: false });
+live.onRefused = () => auth.signOut();
+$("create").addEventListener("submit", createProduct);
+$("days").addEventListener("change", loadStats);
+$("more-products").addEventListener("click", () => loadProducts(state.cursor).catch(failed));
+
+currentUser()
+  .then((user) => {
+    auth.render(user);
+    return show(user);
+  })
+  .catch(failed);
