@@ -1,5 +1,6 @@
 // The admin dashboard: sales charts refreshed live, new products, restocking.
 import { currentUser, mountAuth } from "./auth.js";
+import { $, liveCounters, say } from "./page.js";
 import { bars, columns } from "./charts.js";
 import { Live, describe, el, formatTime, gql, settled } from "./graphql.js";
 
@@ -12,14 +13,6 @@ const rows = new Map(); // product id -> its row's live cells
 const live = new Live();
 let stopStock = () => {};
 let refreshTimer = null;
-
-const $ = (id) => document.getElementById(id);
-
-function say(text, kind = "info") {
-  const box = $("messages");
-  box.textContent = text;
-  box.dataset.kind = kind;
-}
 
 function failed(error) {
   say(describe(error), "error");
@@ -155,17 +148,11 @@ function showProducts(products, { append = false, first = false } = {}) {
 
 function watchStock() {
   stopStock();
-  const ids = [...state.products.keys()];
-  if (!ids.length) return;
-  stopStock = live.subscribe(
-    "subscription Stock($ids: [ID!]!) { stockChanged(productIds: $ids) { productId available reserved sold } }",
-    { ids },
-    ({ stockChanged: change }) => {
-      const product = state.products.get(change.productId);
-      if (!product) return;
-      const moved = product.sold !== change.sold || product.reserved !== change.reserved;
-      Object.assign(product, { available: change.available, reserved: change.reserved, sold: change.sold });
-      product.totalStock = change.available + change.reserved + change.sold;
+  stopStock = liveCounters(
+    live,
+    state.products,
+    (product, moved) => {
+      product.totalStock = product.available + product.reserved + product.sold;
       paint(product);
       if (moved) refreshSoon(); // a hold or a sale: the figures changed
     },

@@ -1,5 +1,6 @@
 // The storefront: products with live stock, holds with a countdown, checkout, history.
 import { currentUser, mountAuth } from "./auth.js";
+import { $, liveCounters, say } from "./page.js";
 import { Live, describe, el, formatDateTime, formatTime, gql, randomKey, settled } from "./graphql.js";
 
 const PRODUCT = "id name description price available reserved sold maxPerCustomer holdSeconds saleStartsAt saleEndsAt";
@@ -13,14 +14,6 @@ const cards = new Map(); // product id -> its card's live parts
 let stopStock = () => {};
 let stopHolds = () => {};
 let connectedBefore = false;
-
-const $ = (id) => document.getElementById(id);
-
-function say(text, kind = "info") {
-  const box = $("messages");
-  box.textContent = text;
-  box.dataset.kind = kind;
-}
 
 function failed(error) {
   say(describe(error), "error");
@@ -112,22 +105,11 @@ function showProducts(products, append) {
 let watched = "";
 
 function watchStock() {
-  const ids = [...state.products.keys()];
-  if (ids.join() === watched) return;
-  watched = ids.join();
+  const ids = [...state.products.keys()].join();
+  if (ids === watched) return; // a reload with the same products keeps its subscription
+  watched = ids;
   stopStock();
-  if (!ids.length) return;
-  stopStock = live.subscribe(
-    "subscription Stock($ids: [ID!]!) { stockChanged(productIds: $ids) { productId available reserved sold } }",
-    { ids },
-    ({ stockChanged: change }) => {
-      const product = state.products.get(change.productId);
-      if (!product) return;
-      Object.assign(product, { available: change.available, reserved: change.reserved, sold: change.sold });
-      paint(product);
-    },
-    (error) => say(describe(error), "error"),
-  );
+  stopStock = liveCounters(live, state.products, paint, failed);
 }
 
 async function moreProducts() {
