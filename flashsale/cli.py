@@ -1,4 +1,4 @@
-"""The `flashsale` command: serve, seed, schema."""
+"""The `flashsale` command: serve, worker, seed, reconcile, the benchmarks, schema."""
 
 from __future__ import annotations
 
@@ -101,6 +101,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from flashsale.worker import run_worker
+
+    # Joins the embedded servers of a `flashsale serve` on the same DATA_DIR if one runs.
+    with resolved_settings(settings, may_reuse=True) as live:
+        asyncio.run(run_worker(live))
+    return 0
+
+
 def _seed(args: argparse.Namespace, settings: Settings) -> int:
     from seed.demo import run_seed
 
@@ -173,6 +182,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     serve.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run expiry, the persister and checkout recovery without the API "
+        "(pair it with BACKGROUND_TASKS=false on the API processes)",
+    )
+    worker.set_defaults(handler=_worker)
 
     seed = commands.add_parser("seed", help="load demo data (safe to run twice)")
     seed.add_argument(

@@ -1,4 +1,5 @@
-"""`flashsale serve` as a real child process, for tests that need the whole thing."""
+"""`flashsale serve` and `flashsale worker` as real child processes, for tests that need
+the whole thing."""
 
 import contextlib
 import os
@@ -14,6 +15,7 @@ import httpx
 import psutil
 
 from flashsale.embedded import free_port
+from flashsale.worker import READY_LINE
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
@@ -27,13 +29,13 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class ServerProcess:
+class ChildProcess:
+    """`flashsale <command>` as a child process, its output kept in a file."""
+
     def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "flashsale", "serve", "--port", str(self.port), *args],
+            [sys.executable, "-m", "flashsale", *args],
             env=env,
             # A file, not a pipe: nobody reads a pipe while the server runs, and a full
             # one (a few screens of logged errors) would block the server mid-request.
@@ -44,19 +46,19 @@ class ServerProcess:
         self._wait_ready()
         self.tree = psutil.Process(self.process.pid).children(recursive=True)
 
+    def ready(self) -> bool:
+        raise NotImplementedError
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"server exited:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+                raise AssertionError(f"{self.process.args} exited:\n{self.output()}")
+            if self.ready():
+                return
             time.sleep(0.2)  # polling a condition, bounded by the deadline
         self.stop(signal.SIGKILL)
-        raise AssertionError(f"server not ready in {START_TIMEOUT}s:\n{self.output()}")
+        raise AssertionError(f"not ready in {START_TIMEOUT}s:\n{self.output()}")
 
     def output(self) -> str:
         """What the server has printed so far (or in all, once stopped)."""
@@ -67,12 +69,6 @@ class ServerProcess:
 
     def named(self, fragment: str) -> list[psutil.Process]:
         return [p for p in self.tree if fragment in " ".join(p.cmdline())]
-
-    def gql(self, query: str, token: str | None = None) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = httpx.post(f"{self.url}/graphql", json={"query": query}, headers=headers)
-        body: dict[str, Any] = response.json()
-        return body
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop it with `sig`; asserts that every process it started is gone too."""
@@ -98,6 +94,37 @@ class ServerProcess:
         return code
 
 
+class ServerProcess(ChildProcess):
+    """`flashsale serve` on a free port, ready once /readyz answers 200."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(env, "serve", "--port", str(self.port), *args)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def gql(self, query: str, token: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = httpx.post(f"{self.url}/graphql", json={"query": query}, headers=headers)
+        body: dict[str, Any] = response.json()
+        return body
+
+
+class WorkerProcess(ChildProcess):
+    """`flashsale worker`, ready once it says its loops run."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(env, "worker")
+
+    def ready(self) -> bool:
+        return READY_LINE in self.output()
+
+
 def shared_env(servers: dict[str, str], database: str, **extra: str) -> dict[str, str]:
     """`base_env` for a server on the suite's Redis and MongoDB, in `database`."""
     return base_env(
@@ -109,13 +136,15 @@ def shared_env(servers: dict[str, str], database: str, **extra: str) -> dict[str
 
 
 @contextlib.contextmanager
-def running(env: dict[str, str], count: int = 1) -> Iterator[list[ServerProcess]]:
-    """`count` server processes, all stopped afterwards (those started, if one fails)."""
-    started: list[ServerProcess] = []
+def running(
+    env: dict[str, str], count: int = 1, kind: type[ChildProcess] = ServerProcess
+) -> Iterator[list[Any]]:
+    """`count` processes of `kind`, all stopped afterwards (those started, if one fails)."""
+    started: list[ChildProcess] = []
     try:
         for _ in range(count):
-            started.append(ServerProcess(env))
+            started.append(kind(env))
         yield started
     finally:
-        for server in started:
-            server.stop()
+        for process in started:
+            process.stop()

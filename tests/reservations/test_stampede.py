@@ -17,7 +17,7 @@ from catalog.validation import ProductDraft
 from flashsale.container import Services
 from models import Order, Reservation, ReservationStatus, Role
 from reservations.audit import audit
-from tests.processes import ServerProcess, running, shared_env
+from tests.processes import ServerProcess, WorkerProcess, running, shared_env
 
 RESERVE = """mutation R($p: ID!, $q: Int!) {
   reserve(productId: $p, quantity: $q) { reservation { id } errors { code available } } }"""
@@ -98,6 +98,23 @@ async def test_fifty_shoppers_for_ten_units_on_two_processes(
 async def test_mixed_storm_keeps_every_invariant(
     services: Services, two_servers: list[ServerProcess]
 ) -> None:
+    await _storm(services, [server.url for server in two_servers])
+
+
+async def test_workers_keep_the_sale_for_api_processes_without_background_tasks(
+    servers: dict[str, str], services: Services
+) -> None:
+    """Expiry, the persister and recovery only in two `flashsale worker` processes (at once,
+    on the same products); the two API processes only serve."""
+    env = shared_env(servers, services.settings.mongodb_db, BACKGROUND_TASKS="false")
+    with running(env, 2) as apis, running(env, 2, WorkerProcess):
+        await _storm(services, [api.url for api in apis])
+
+
+async def _storm(services: Services, urls: list[str]) -> None:
+    """200 shoppers reserve, check out, cancel or abandon (5 s holds) through `urls`; then,
+    once every hold has ended, the invariants hold in both stores and every hold was
+    recorded once."""
     rng = random.Random(7)
     products = []
     for n in range(3):
@@ -117,7 +134,7 @@ async def test_mixed_storm_keeps_every_invariant(
     async def shopper(http: httpx.AsyncClient, n: int) -> None:
         token = _token(services)
         for step in range(6):
-            url = two_servers[(n + step) % 2].url
+            url = urls[(n + step) % len(urls)]
             product = rng.choice(products)
             data = await _call(
                 http, url, RESERVE, {"p": str(product), "q": rng.choice([1, 1, 2])}, token
@@ -128,7 +145,7 @@ async def test_mixed_storm_keeps_every_invariant(
                 continue
             outcomes["RESERVED"] += 1
             action = rng.random()
-            other = two_servers[(n + step + 1) % 2].url  # act through the other process
+            other = urls[(n + step + 1) % len(urls)]  # act through another process
             if action < 0.4:
                 done = await _call(http, other, CHECKOUT, {"r": reservation["id"]}, token)
                 outcomes[
