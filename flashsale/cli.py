@@ -9,9 +9,11 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 
 from flashsale.embedded import EmbeddedError, EmbeddedServers, running_endpoints, start_embedded
+from flashsale.logs import configure_logging, log_config
 from flashsale.settings import ConfigurationError, Settings, load_settings
 
 logger = logging.getLogger("flashsale")
@@ -78,6 +80,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         # Workers are separate processes: they read the endpoints from the environment.
         os.environ["MONGODB_URI"] = str(live.mongodb_uri)
         os.environ["REDIS_URL"] = str(live.redis_url)
+        if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # /metrics on any worker then adds up all of them (see telemetry/).
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flashsale-metrics-")
         if settings.mongodb_uri is None:
             asyncio.run(seed_if_empty(live))
         base = f"http://{args.host}:{args.port}"
@@ -93,6 +98,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers,
             log_level=settings.log_level.lower(),
+            log_config=log_config(settings.log_level, settings.log_format),
             proxy_headers=False,
             ws="websockets-sansio",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
@@ -248,9 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"flashsale: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if getattr(args, "workers", 1) < 1 or getattr(args, "orders", 0) < 0:
         print("flashsale: --workers must be >= 1 and --orders >= 0", file=sys.stderr)  # noqa: T201
         return 2

@@ -40,7 +40,8 @@ class Services:
     events: EventHub
 
     async def readiness(self) -> dict[str, bool]:
-        """Whether Redis and MongoDB answer, each within a short timeout."""
+        """Whether Redis and MongoDB answer, each within a short timeout, and, where this
+        process runs them, whether the background loops are alive and succeeding."""
 
         async def check(probe: object) -> bool:
             try:
@@ -52,7 +53,10 @@ class Services:
         redis_ok, mongo_ok = await asyncio.gather(
             check(self.redis.ping()), check(self.mongo.admin.command("ping"))
         )
-        return {"redis": redis_ok, "mongodb": mongo_ok}
+        checks = {"redis": redis_ok, "mongodb": mongo_ok}
+        if self.background.running:
+            checks["background"] = self.background.healthy()
+        return checks
 
     async def close(self) -> None:
         """Stop the background loops and close the clients; each step is bounded, so a

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    log_format: str = Field(default="text", pattern=r"^(text|json)$")
 
     # Rate limits (sliding windows and the query cost budget, all in Redis). Off for load
     # tests; the query guards below stay on either way.

@@ -1,5 +1,5 @@
 """The FastAPI application: /graphql (HTTP and WebSocket), GraphiQL assets, the storefront
-and admin pages, health."""
+and admin pages, health and metrics."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import HTTPConnection
 from starlette.routing import Route, WebSocketRoute
@@ -21,6 +21,7 @@ from graphql_api.middleware import RequestGuard
 from graphql_api.pages import add_pages
 from graphql_api.ratelimit import IpRateLimit
 from graphql_api.schema import build_schema
+from telemetry import exposition
 
 logger = logging.getLogger("flashsale")
 
@@ -60,6 +61,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(connection: HTTPConnection) -> JSONResponse:

@@ -29,6 +29,7 @@ from graphql_api.context import Context
 from graphql_api.cost import query_cost
 from graphql_api.errors import ApiError, ErrorCode
 from ratelimit import BucketStatus, RateLimitUnavailable
+from telemetry import RATE_LIMITED
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class QueryGuard(SchemaExtension):
             return _writes_refused()
         if self.status.allowed:
             return None
+        RATE_LIMITED.labels("cost").inc()
         return ApiError(
             ErrorCode.RATE_LIMITED,
             f"query cost budget exhausted: this query costs {self.cost} and "
@@ -225,6 +227,7 @@ class PerUserLimit(FieldExtension):
             except RateLimitUnavailable:
                 raise _writes_refused() from None
             if not decision.allowed:
+                RATE_LIMITED.labels("user").inc()
                 raise ApiError(
                     ErrorCode.RATE_LIMITED,
                     f"too many {self.operation} calls: at most {decision.limit} per "

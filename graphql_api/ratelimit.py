@@ -18,6 +18,7 @@ from graphql_api.client_address import Network, client_address, rate_key, rememb
 from graphql_api.middleware import json_error
 from graphql_api.request_id import current_request_id
 from ratelimit import RateLimits, RateLimitUnavailable, WindowDecision
+from telemetry import RATE_LIMITED
 
 logger = logging.getLogger("flashsale.ratelimit")
 
@@ -82,6 +83,7 @@ class IpRateLimit:
         decision: WindowDecision,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
+        RATE_LIMITED.labels("ip").inc()
         response = "http.response"
         if scope["type"] == "websocket":
             if "websocket.http.response" not in scope.get("extensions", {}):

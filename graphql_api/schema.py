@@ -24,6 +24,7 @@ from graphql_api.catalog.subscriptions import CatalogSubscriptions
 from graphql_api.common import MONEY_SCALAR, Money
 from graphql_api.errors import ErrorCodes
 from graphql_api.guards import QueryGuards
+from graphql_api.metrics import OperationMetrics
 from graphql_api.reservations.mutations import ReservationMutations
 from graphql_api.reservations.queries import ReservationQueries
 from graphql_api.reservations.subscriptions import ReservationSubscriptions
@@ -66,6 +67,7 @@ def build_schema(
     # module-level and shared). The token limit must set the parser's options before the
     # parser cache parses.
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        OperationMetrics,
         ErrorCodes,
         *(guards or QueryGuards()).extensions(),
         lambda: _ParserCache(maxsize=1_000),

@@ -5,6 +5,7 @@ products missing from Redis. Each loop survives errors (logged) and stops on can
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,10 @@ PERSIST_TICK_SECONDS = 0.1
 RECOVERY_TICK_SECONDS = 5.0
 PRODUCTS_REFRESH_SECONDS = 2.0
 FINAL_FLUSH_SECONDS = 5.0
+# A loop whose last success is older than this many of its periods (and at least
+# STALE_MIN_SECONDS) makes the process not ready.
+STALE_PERIODS = 20
+STALE_MIN_SECONDS = 15.0
 
 
 class BackgroundTasks:
@@ -35,6 +40,8 @@ class BackgroundTasks:
         self._products = database["products"]
         self.product_ids: list[ObjectId] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._last_ok: dict[str, float] = {}
+        self._periods: dict[str, float] = {}
 
     async def refresh_products(self) -> list[ObjectId]:
         self.product_ids = [doc["_id"] async for doc in self._products.find({}, {"_id": 1})]
@@ -49,20 +56,37 @@ class BackgroundTasks:
             ("persister", PERSIST_TICK_SECONDS, lambda: self.persister.run_once(self.product_ids)),
             ("recovery", RECOVERY_TICK_SECONDS, self._recover),
         ]
+        now = time.monotonic()
+        for name, every, _ in loops:
+            self._last_ok[name] = now
+            self._periods[name] = every
         self._tasks = [
             asyncio.create_task(self._loop(name, every, step), name=f"flashsale-{name}")
             for name, every, step in loops
         ]
 
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
+    def healthy(self) -> bool:
+        """Every loop is alive and has succeeded recently (a loop that keeps failing, say
+        because MongoDB refuses its writes, makes this false)."""
+        now = time.monotonic()
+        return all(not task.done() for task in self._tasks) and all(
+            now - self._last_ok[name] <= max(STALE_MIN_SECONDS, STALE_PERIODS * every)
+            for name, every in self._periods.items()
+        )
+
     async def _recover(self) -> None:
         await self.engine.reconcile(self.product_ids)
         await self.engine.recover_claims(self.product_ids)
 
-    @staticmethod
-    async def _loop(name: str, every: float, step: Callable[[], Awaitable[Any]]) -> None:
+    async def _loop(self, name: str, every: float, step: Callable[[], Awaitable[Any]]) -> None:
         while True:
             try:
                 await step()
+                self._last_ok[name] = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from models import ReservationStatus
 from reservations.keys import PREFIX, ProductKeys
 from reservations.service import ReservationId, StockCounters, text, to_datetime
+from telemetry import SUBSCRIPTIONS
 
 logger = logging.getLogger("flashsale.events")
 
@@ -80,9 +81,11 @@ class EventHub:
         """A subscription to these channels for the duration of the block."""
         subscription = Subscription(frozenset(channels))
         await self._add(subscription)
+        SUBSCRIPTIONS.inc()
         try:
             yield subscription
         finally:
+            SUBSCRIPTIONS.dec()
             await self._remove(subscription)
 
     async def _add(self, subscription: Subscription) -> None:

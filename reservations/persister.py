@@ -9,6 +9,7 @@ a dead process are claimed by another after a while. Ended holds are then droppe
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from models import ReservationStatus
 from reservations.keys import ProductKeys
 from reservations.scripts import Scripts
 from reservations.service import text, to_datetime
+from telemetry import PERSISTED, PERSISTER_LAG
 
 logger = logging.getLogger("flashsale.persister")
 
@@ -58,12 +60,17 @@ class ChangeLogPersister:
         self._reservations = database["reservations"]
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._groups: set[ObjectId] = set()
+        self._oldest_ms: int | None = None
 
     async def run_once(self, product_ids: Iterable[ObjectId]) -> int:
         """Persist what is waiting in these products' logs; returns how many entries."""
+        self._oldest_ms = None
         done = 0
         for product_id in product_ids:
             done += await self._drain(product_id)
+        lag = 0.0 if self._oldest_ms is None else max(0.0, time.time() - self._oldest_ms / 1000)
+        PERSISTER_LAG.set(lag)
+        PERSISTED.inc(done)
         return done
 
     async def _ensure_group(self, keys: ProductKeys) -> None:
@@ -100,6 +107,9 @@ class ChangeLogPersister:
                 entries = list(reply[1])
             if not entries:
                 return total
+            written_ms = int(text(entries[0][0]).split("-")[0])  # the oldest: ids are ordered
+            if self._oldest_ms is None or written_ms < self._oldest_ms:
+                self._oldest_ms = written_ms
             await self._persist(keys, entries)
             total += len(entries)
 

@@ -7,10 +7,11 @@ the same idempotency key returns the first result and changes nothing.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
+from prometheus_client import Counter
 from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,6 +36,7 @@ from reservations.errors import (
     LimitPerCustomer,
     OutOfStock,
     ProductMissing,
+    ReservationError,
     ReservationExpired,
     ReservationNotActive,
     ReservationNotFound,
@@ -42,6 +45,7 @@ from reservations.errors import (
 )
 from reservations.keys import ProductKeys
 from reservations.scripts import Scripts
+from telemetry import CHECKOUTS, HOLDS_EXPIRED, RESERVATIONS
 
 logger = logging.getLogger("flashsale.reservations")
 
@@ -64,6 +68,20 @@ ABANDONED_CLAIM_MS = 30_000
 
 def system_clock() -> int:
     return time.time_ns() // 1_000_000
+
+
+@contextlib.contextmanager
+def _counted(counter: Counter, success: str) -> Iterator[None]:
+    """Counts one call under `success`, or under its error's code."""
+    try:
+        yield
+    except ReservationError as error:
+        counter.labels(error.code.value).inc()
+        raise
+    except InvalidInput:
+        counter.labels("BAD_USER_INPUT").inc()
+        raise
+    counter.labels(success).inc()
 
 
 def to_datetime(ms: int) -> datetime:
@@ -309,6 +327,16 @@ class ReservationEngine:
         quantity: int,
         idempotency_key: str | None = None,
     ) -> Hold:
+        with _counted(RESERVATIONS, "RESERVED"):
+            return await self._reserve(customer_id, product_id, quantity, idempotency_key)
+
+    async def _reserve(
+        self,
+        customer_id: ObjectId,
+        product_id: ObjectId,
+        quantity: int,
+        idempotency_key: str | None = None,
+    ) -> Hold:
         """Hold `quantity` units for the customer, atomically: sale window, per-customer
         limit, stock and idempotency are decided in one script. The same idempotency key
         returns the first hold and changes nothing; the same key with another quantity is
@@ -428,6 +456,11 @@ class ReservationEngine:
     # -- checkout ------------------------------------------------------------------------
 
     async def checkout(self, rid: ReservationId, customer_id: ObjectId | None) -> Sale:
+        """See `_checkout`; counted by outcome."""
+        with _counted(CHECKOUTS, "COMPLETED"):
+            return await self._checkout(rid, customer_id)
+
+    async def _checkout(self, rid: ReservationId, customer_id: ObjectId | None) -> Sale:
         """Buy a held reservation (payment is mocked). Durable before it answers: claim in
         Redis, then one MongoDB transaction (order, sold += quantity guarded by total
         stock, reservation COMPLETED), then commit in Redis. Every step is idempotent; a
@@ -655,7 +688,9 @@ class ReservationEngine:
                     [moment, EXPIRE_BATCH, keys.events],
                 )
             results = await pipe.execute()
-        return sum(len(expired) for expired in results)
+        expired = sum(len(ended) for ended in results)
+        HOLDS_EXPIRED.inc(expired)
+        return expired
 
     async def recover_claims(self, product_ids: Iterable[ObjectId], now: int | None = None) -> int:
         """Finish or undo checkouts abandoned mid-way (their process died): a claim older
