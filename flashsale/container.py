@@ -4,11 +4,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 
 from accounts.passwords import Passwords
 from accounts.service import AccountService
@@ -58,14 +59,19 @@ class Services:
             checks["background"] = self.background.healthy()
         return checks
 
+    async def _close_redis(self) -> None:
+        if isinstance(self.redis, RedisCluster):
+            await self.redis.aclose()
+        else:  # the pool was passed in, so aclose() would leave its sockets open by default
+            await self.redis.aclose(close_connection_pool=True)
+
     async def close(self) -> None:
         """Stop the background loops and close the clients; each step is bounded, so a
         stuck connection can never keep a process from exiting."""
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("background tasks", self.background.stop),
             ("event hub", self.events.close),
-            # The pool was passed in, so aclose() would leave its sockets open by default.
-            ("redis", lambda: self.redis.aclose(close_connection_pool=True)),
+            ("redis", self._close_redis),
             ("mongodb", self.mongo.close),
         ]
         for name, step in steps:
@@ -88,7 +94,20 @@ def rate_limits_from(redis: Redis, settings: Settings, **options: Any) -> RateLi
         per_user_write=settings.rate_limit_reserve_per_user,
         cost_budget=settings.query_cost_budget,
         cost_restore_rate=settings.query_cost_restore_rate,
+        cluster_url=settings.redis_url if settings.redis_cluster else None,
         **options,
+    )
+
+
+def redis_client(url: str, *, cluster: bool) -> Redis:
+    """One client for the process. A cluster client speaks the same commands (it routes each
+    by its key's slot), so the rest of the code takes either as a `Redis`."""
+    if cluster:
+        return cast(Redis, RedisCluster.from_url(url, decode_responses=True, max_connections=128))
+    return Redis(
+        connection_pool=BlockingConnectionPool.from_url(
+            url, max_connections=128, timeout=5, decode_responses=True
+        )
     )
 
 
@@ -99,11 +118,7 @@ async def build_services(settings: Settings) -> Services:
         settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5_000
     )
     await init_beanie(database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS)
-    redis = Redis(
-        connection_pool=BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=128, timeout=5, decode_responses=True
-        )
-    )
+    redis = redis_client(settings.redis_url, cluster=settings.redis_cluster)
     tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_seconds)
     database = mongo[settings.mongodb_db]
     engine = ReservationEngine(

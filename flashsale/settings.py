@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     mongodb_uri: str | None = None
     mongodb_db: str = Field(default="flashsale", pattern=r"^[A-Za-z0-9_-]{1,63}$")
     redis_url: str | None = None
+    # REDIS_URL names any node of a Redis Cluster (every script touches one hash slot).
+    redis_cluster: bool = False
     data_dir: Path = Path(".flashsale")
 
     reservation_ttl_seconds: int = Field(default=600, ge=5, le=86_400)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
@@ -46,15 +46,27 @@ def build_rate_limits(
     cost_restore_rate: int,
     prefix: str = "fs:rl",
     clock: Callable[[], float] = time.time,
+    cluster_url: str | None = None,
 ) -> RateLimits:
-    # The windows share the application's connection pool rather than opening their own.
-    storage = RedisStorage(
-        "async+redis://",
-        implementation="redispy",
-        connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # passed through
-        key_prefix=prefix,
-        wrap_exceptions=True,
-    )
+    storage: RedisStorage | RedisClusterStorage
+    if cluster_url is not None:
+        # A cluster client has no single pool to share: `limits` opens its own client.
+        scheme, _, rest = cluster_url.partition("://")
+        storage = RedisClusterStorage(
+            f"async+{scheme}+cluster://{rest}",
+            implementation="redispy",
+            key_prefix=prefix,
+            wrap_exceptions=True,
+        )
+    else:
+        # The windows share the application's connection pool rather than opening their own.
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # passed through
+            key_prefix=prefix,
+            wrap_exceptions=True,
+        )
     limiter = MovingWindowRateLimiter(storage)
     breaker = Breaker()  # one store, so one breaker for all three
     return RateLimits(

@@ -673,21 +673,22 @@ class ReservationEngine:
 
     async def expire_due(self, product_ids: Iterable[ObjectId], now: int | None = None) -> int:
         """End every hold past its deadline, returning its stock; one pipelined round trip
-        for all products. Safe to run from many processes at once."""
+        for all products (concurrent calls on a cluster). Safe to run from many processes at
+        once."""
         moment = self.clock() if now is None else now
         ids = list(product_ids)
         if not ids:
             return 0
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for product_id in ids:
-                keys = ProductKeys(product_id)
-                await self.scripts.queue(
-                    pipe,
-                    "expire",
+        calls = []
+        for product_id in ids:
+            keys = ProductKeys(product_id)
+            calls.append(
+                (
                     [keys.stock, keys.holds, keys.expiry, keys.customers, keys.log],
                     [moment, EXPIRE_BATCH, keys.events],
                 )
-            results = await pipe.execute()
+            )
+        results = await self.scripts.run_many("expire", calls)
         expired = sum(len(ended) for ended in results)
         HOLDS_EXPIRED.inc(expired)
         return expired

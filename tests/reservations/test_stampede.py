@@ -1,31 +1,13 @@
 """Stampedes over HTTP against two real server processes sharing Redis and MongoDB, then
 the invariants of SPEC.md checked in both stores."""
 
-import asyncio
-import random
-import time
-from collections import Counter
 from collections.abc import Iterator
-from decimal import Decimal
-from typing import Any
 
-import httpx
 import pytest
-from bson import ObjectId
 
-from catalog.validation import ProductDraft
 from flashsale.container import Services
-from models import Order, Reservation, ReservationStatus, Role
-from reservations.audit import audit
 from tests.processes import ServerProcess, WorkerProcess, running, shared_env
-
-RESERVE = """mutation R($p: ID!, $q: Int!) {
-  reserve(productId: $p, quantity: $q) { reservation { id } errors { code available } } }"""
-CANCEL = """mutation C($r: ID!) { cancelReservation(reservationId: $r) {
-  reservation { status } errors { code } } }"""
-CHECKOUT = """mutation K($r: ID!) { checkout(reservationId: $r) {
-  order { id } errors { code } } }"""
-SETTLE_TIMEOUT = 60.0
+from tests.reservations.storm import fifty_for_ten, storm
 
 
 @pytest.fixture
@@ -34,71 +16,16 @@ def two_servers(servers: dict[str, str], services: Services) -> Iterator[list[Se
         yield started
 
 
-def _token(services: Services) -> str:
-    return services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
-
-
-async def _call(
-    http: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any], token: str
-) -> dict[str, Any]:
-    response = await http.post(
-        f"{url}/graphql",
-        json={"query": query, "variables": variables},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    assert "errors" not in body, body
-    return body["data"]
-
-
-async def _settled(services: Services, product_ids: list[ObjectId]) -> None:
-    """Wait (bounded) until every hold has ended and MongoDB has recorded it."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while time.monotonic() < deadline:
-        counters = await services.engine.counters(product_ids)
-        active = await Reservation.find(Reservation.status == ReservationStatus.ACTIVE).count()
-        if all(c.reserved == 0 for c in counters.values()) and active == 0:
-            return
-        await asyncio.sleep(0.2)  # polling a condition, bounded by the deadline
-    raise AssertionError(f"holds did not settle: {counters}")
-
-
 async def test_fifty_shoppers_for_ten_units_on_two_processes(
     services: Services, two_servers: list[ServerProcess]
 ) -> None:
-    product = await services.catalog.create(
-        ProductDraft.parse(name="Phone", price=Decimal("799"), total_stock=10, max_per_customer=1)
-    )
-    assert product.id is not None
-    limits = httpx.Limits(max_connections=100)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
-        results = await asyncio.gather(
-            *(
-                _call(
-                    http,
-                    two_servers[n % 2].url,
-                    RESERVE,
-                    {"p": str(product.id), "q": 1},
-                    _token(services),
-                )
-                for n in range(50)
-            )
-        )
-    granted = [r for r in results if r["reserve"]["reservation"]]
-    refused = [
-        r["reserve"]["errors"][0]["code"] for r in results if not r["reserve"]["reservation"]
-    ]
-    assert len(granted) == 10
-    assert refused == ["OUT_OF_STOCK"] * 40
-    counters = (await services.engine.counters([product.id]))[product.id]
-    assert (counters.total, counters.sold, counters.reserved) == (10, 0, 10)
+    await fifty_for_ten(services, [server.url for server in two_servers])
 
 
 async def test_mixed_storm_keeps_every_invariant(
     services: Services, two_servers: list[ServerProcess]
 ) -> None:
-    await _storm(services, [server.url for server in two_servers])
+    await storm(services, [server.url for server in two_servers])
 
 
 async def test_workers_keep_the_sale_for_api_processes_without_background_tasks(
@@ -108,79 +35,4 @@ async def test_workers_keep_the_sale_for_api_processes_without_background_tasks(
     on the same products); the two API processes only serve."""
     env = shared_env(servers, services.settings.mongodb_db, BACKGROUND_TASKS="false")
     with running(env, 2) as apis, running(env, 2, WorkerProcess):
-        await _storm(services, [api.url for api in apis])
-
-
-async def _storm(services: Services, urls: list[str]) -> None:
-    """200 shoppers reserve, check out, cancel or abandon (5 s holds) through `urls`; then,
-    once every hold has ended, the invariants hold in both stores and every hold was
-    recorded once."""
-    rng = random.Random(7)
-    products = []
-    for n in range(3):
-        created = await services.catalog.create(
-            ProductDraft.parse(
-                name=f"Drop {n}",
-                price=Decimal("10"),
-                total_stock=25,
-                max_per_customer=3,
-                hold_seconds=5,
-            )
-        )
-        assert created.id is not None
-        products.append(created.id)
-    outcomes: Counter[str] = Counter()
-
-    async def shopper(http: httpx.AsyncClient, n: int) -> None:
-        token = _token(services)
-        for step in range(6):
-            url = urls[(n + step) % len(urls)]
-            product = rng.choice(products)
-            data = await _call(
-                http, url, RESERVE, {"p": str(product), "q": rng.choice([1, 1, 2])}, token
-            )
-            reservation = data["reserve"]["reservation"]
-            if reservation is None:
-                outcomes[data["reserve"]["errors"][0]["code"]] += 1
-                continue
-            outcomes["RESERVED"] += 1
-            action = rng.random()
-            other = urls[(n + step + 1) % len(urls)]  # act through another process
-            if action < 0.4:
-                done = await _call(http, other, CHECKOUT, {"r": reservation["id"]}, token)
-                outcomes[
-                    "CHECKOUT:" + (done["checkout"]["errors"] or [{"code": "OK"}])[0]["code"]
-                ] += 1
-            elif action < 0.7:
-                done = await _call(http, other, CANCEL, {"r": reservation["id"]}, token)
-                outcomes[
-                    "CANCEL:" + (done["cancelReservation"]["errors"] or [{"code": "OK"}])[0]["code"]
-                ] += 1
-            else:
-                outcomes["ABANDONED"] += 1  # left to expire
-
-    limits = httpx.Limits(max_connections=200)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
-        await asyncio.gather(*(shopper(http, n) for n in range(200)))
-
-    assert outcomes["RESERVED"] > 100
-    assert outcomes["OUT_OF_STOCK"] + outcomes["LIMIT_PER_CUSTOMER"] > 0
-    assert set(outcomes) <= {
-        "RESERVED",
-        "OUT_OF_STOCK",
-        "LIMIT_PER_CUSTOMER",
-        "ABANDONED",
-        "CHECKOUT:OK",
-        "CANCEL:OK",
-        "CHECKOUT:RESERVATION_EXPIRED",
-        "CANCEL:RESERVATION_EXPIRED",
-    }, outcomes
-
-    await _settled(services, products)
-    report = await audit(services.engine, products)
-    assert report.ok, report.problems
-    statuses = Counter(r.status for r in await Reservation.find_all().to_list())
-    assert statuses[ReservationStatus.ACTIVE] == 0
-    assert statuses[ReservationStatus.COMPLETED] == outcomes["CHECKOUT:OK"] == await Order.count()
-    assert statuses[ReservationStatus.CANCELLED] == outcomes["CANCEL:OK"]
-    assert sum(statuses.values()) == outcomes["RESERVED"]  # every hold recorded, ended once
+        await storm(services, [api.url for api in apis])

@@ -1,0 +1,160 @@
+"""The mixed storm, shared by the stampede tests (one Redis, workers) and the Redis
+Cluster tests: 200 shoppers over HTTP against real server processes, then the invariants."""
+
+import asyncio
+import random
+import time
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from bson import ObjectId
+
+from catalog.validation import ProductDraft
+from flashsale.container import Services
+from models import Order, Reservation, ReservationStatus, Role
+from reservations.audit import audit
+
+RESERVE = """mutation R($p: ID!, $q: Int!) {
+  reserve(productId: $p, quantity: $q) { reservation { id } errors { code available } } }"""
+CANCEL = """mutation C($r: ID!) { cancelReservation(reservationId: $r) {
+  reservation { status } errors { code } } }"""
+CHECKOUT = """mutation K($r: ID!) { checkout(reservationId: $r) {
+  order { id } errors { code } } }"""
+SETTLE_TIMEOUT = 60.0
+
+
+def token_for(services: Services) -> str:
+    return services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
+
+
+async def call(
+    http: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any], token: str
+) -> dict[str, Any]:
+    response = await http.post(
+        f"{url}/graphql",
+        json={"query": query, "variables": variables},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def settled(services: Services, product_ids: list[ObjectId]) -> None:
+    """Wait (bounded) until every hold has ended and MongoDB has recorded it."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while time.monotonic() < deadline:
+        counters = await services.engine.counters(product_ids)
+        active = await Reservation.find(Reservation.status == ReservationStatus.ACTIVE).count()
+        if all(c.reserved == 0 for c in counters.values()) and active == 0:
+            return
+        await asyncio.sleep(0.2)  # polling a condition, bounded by the deadline
+    raise AssertionError(f"holds did not settle: {counters}")
+
+
+async def storm(services: Services, urls: list[str]) -> None:
+    """200 shoppers reserve, check out, cancel or abandon (5 s holds) through `urls`; then,
+    once every hold has ended, the invariants hold in both stores and every hold was
+    recorded once."""
+    rng = random.Random(7)
+    products = []
+    for n in range(3):
+        created = await services.catalog.create(
+            ProductDraft.parse(
+                name=f"Drop {n}",
+                price=Decimal("10"),
+                total_stock=25,
+                max_per_customer=3,
+                hold_seconds=5,
+            )
+        )
+        assert created.id is not None
+        products.append(created.id)
+    outcomes: Counter[str] = Counter()
+
+    async def shopper(http: httpx.AsyncClient, n: int) -> None:
+        token = token_for(services)
+        for step in range(6):
+            url = urls[(n + step) % len(urls)]
+            product = rng.choice(products)
+            data = await call(
+                http, url, RESERVE, {"p": str(product), "q": rng.choice([1, 1, 2])}, token
+            )
+            reservation = data["reserve"]["reservation"]
+            if reservation is None:
+                outcomes[data["reserve"]["errors"][0]["code"]] += 1
+                continue
+            outcomes["RESERVED"] += 1
+            action = rng.random()
+            other = urls[(n + step + 1) % len(urls)]  # act through another process
+            if action < 0.4:
+                done = await call(http, other, CHECKOUT, {"r": reservation["id"]}, token)
+                outcomes[
+                    "CHECKOUT:" + (done["checkout"]["errors"] or [{"code": "OK"}])[0]["code"]
+                ] += 1
+            elif action < 0.7:
+                done = await call(http, other, CANCEL, {"r": reservation["id"]}, token)
+                outcomes[
+                    "CANCEL:" + (done["cancelReservation"]["errors"] or [{"code": "OK"}])[0]["code"]
+                ] += 1
+            else:
+                outcomes["ABANDONED"] += 1  # left to expire
+
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+        await asyncio.gather(*(shopper(http, n) for n in range(200)))
+
+    assert outcomes["RESERVED"] > 100
+    assert outcomes["OUT_OF_STOCK"] + outcomes["LIMIT_PER_CUSTOMER"] > 0
+    assert set(outcomes) <= {
+        "RESERVED",
+        "OUT_OF_STOCK",
+        "LIMIT_PER_CUSTOMER",
+        "ABANDONED",
+        "CHECKOUT:OK",
+        "CANCEL:OK",
+        "CHECKOUT:RESERVATION_EXPIRED",
+        "CANCEL:RESERVATION_EXPIRED",
+    }, outcomes
+
+    await settled(services, products)
+    report = await audit(services.engine, products)
+    assert report.ok, report.problems
+    statuses = Counter(r.status for r in await Reservation.find_all().to_list())
+    assert statuses[ReservationStatus.ACTIVE] == 0
+    assert statuses[ReservationStatus.COMPLETED] == outcomes["CHECKOUT:OK"] == await Order.count()
+    assert statuses[ReservationStatus.CANCELLED] == outcomes["CANCEL:OK"]
+    assert sum(statuses.values()) == outcomes["RESERVED"]  # every hold recorded, ended once
+
+
+async def fifty_for_ten(services: Services, urls: list[str]) -> None:
+    """50 shoppers at once, spread over `urls`, for 10 units: exactly 10 holds."""
+    product = await services.catalog.create(
+        ProductDraft.parse(name="Phone", price=Decimal("799"), total_stock=10, max_per_customer=1)
+    )
+    assert product.id is not None
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+        results = await asyncio.gather(
+            *(
+                call(
+                    http,
+                    urls[n % len(urls)],
+                    RESERVE,
+                    {"p": str(product.id), "q": 1},
+                    token_for(services),
+                )
+                for n in range(50)
+            )
+        )
+    granted = [r for r in results if r["reserve"]["reservation"]]
+    refused = [
+        r["reserve"]["errors"][0]["code"] for r in results if not r["reserve"]["reservation"]
+    ]
+    assert len(granted) == 10
+    assert refused == ["OUT_OF_STOCK"] * 40
+    counters = (await services.engine.counters([product.id]))[product.id]
+    assert (counters.total, counters.sold, counters.reserved) == (10, 0, 10)

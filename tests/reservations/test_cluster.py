@@ -1,0 +1,139 @@
+"""The same code on a real three-master Redis Cluster (REDIS_CLUSTER=true): the race, the
+mixed storm with expiry and every invariant, live stock across processes, and the rate
+limits, with products spread over the masters."""
+
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from beanie import init_beanie
+from bson import ObjectId
+from redis.asyncio.cluster import RedisCluster
+
+from catalog.validation import ProductDraft
+from flashsale.container import Services, build_services
+from flashsale.settings import Settings
+from models import DOCUMENT_MODELS
+from reservations.keys import ProductKeys
+from tests.cluster import redis_cluster
+from tests.processes import ServerProcess, base_env, running
+from tests.reservations.storm import RESERVE, call, fifty_for_ten, storm, token_for
+from tests.ws import session
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with redis_cluster(Path(tmp_path_factory.mktemp("cluster"))) as url:
+        yield url
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def on_cluster(
+    cluster_url: str, settings: Settings, services: Services
+) -> AsyncIterator[Services]:
+    """Services on the cluster and the suite's MongoDB database (emptied per test)."""
+    built = await build_services(
+        settings.model_copy(update={"redis_url": cluster_url, "redis_cluster": True})
+    )
+    assert isinstance(built.redis, RedisCluster)
+    await built.redis.flushall()  # our own cluster, started above
+    try:
+        yield built
+    finally:
+        await built.close()
+        # Beanie's documents were bound to the client just closed: back to the suite's.
+        await init_beanie(
+            database=services.mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS
+        )
+
+
+def cluster_env(cluster_url: str, services: Services, **extra: str) -> dict[str, str]:
+    return base_env(
+        REDIS_URL=cluster_url,
+        REDIS_CLUSTER="true",
+        MONGODB_URI=str(services.settings.mongodb_uri),
+        MONGODB_DB=services.settings.mongodb_db,
+        **extra,
+    )
+
+
+@pytest.fixture
+def two_servers(cluster_url: str, services: Services) -> Iterator[list[ServerProcess]]:
+    with running(cluster_env(cluster_url, services), 2) as started:
+        yield started
+
+
+async def test_fifty_shoppers_for_ten_units_on_the_cluster(
+    on_cluster: Services, two_servers: list[ServerProcess]
+) -> None:
+    await fifty_for_ten(on_cluster, [server.url for server in two_servers])
+
+
+async def test_mixed_storm_on_the_cluster_keeps_every_invariant(
+    on_cluster: Services, two_servers: list[ServerProcess]
+) -> None:
+    await storm(on_cluster, [server.url for server in two_servers])
+    # The storm's products live on more than one master, each wholly on its own slot.
+    cluster = on_cluster.redis
+    assert isinstance(cluster, RedisCluster)
+    products = [key.split("{")[1].split("}")[0] async for key in _stock_keys(cluster)]
+    assert len(products) == 3
+    owners = set()
+    for product in products:
+        keys = ProductKeys(ObjectId(product))
+        nodes = {
+            cluster.get_node_from_key(key).name
+            for key in (keys.stock, keys.holds, keys.expiry, keys.log, keys.customers)
+        }
+        assert len(nodes) == 1, nodes
+        owners |= nodes
+    assert len(owners) >= 2
+
+
+async def _stock_keys(cluster: RedisCluster) -> AsyncIterator[str]:
+    async for key in cluster.scan_iter(match="fs:{*}:stock"):
+        yield str(key)
+
+
+async def test_live_stock_and_rate_limits_across_processes_on_the_cluster(
+    cluster_url: str, on_cluster: Services
+) -> None:
+    product = await on_cluster.catalog.create(
+        ProductDraft.parse(name="Clustered", price=Decimal("5"), total_stock=3, max_per_customer=1)
+    )
+    env = cluster_env(
+        cluster_url,
+        on_cluster,
+        RATE_LIMITS_ENABLED="true",
+        RATE_LIMIT_PER_IP="1000/minute",
+        RATE_LIMIT_RESERVE_PER_USER="1/minute",
+    )
+    with running(env, 2) as (watched, acting):
+        async with session(watched.url) as live:
+            await live.subscribe(
+                "subscription($p: [ID!]!) { stockChanged(productIds: $p) { available } }",
+                {"p": [str(product.id)]},
+            )
+            assert (await live.next_data())["stockChanged"]["available"] == 3
+            async with httpx.AsyncClient(timeout=30) as http:
+                token = token_for(on_cluster)
+                variables = {"p": str(product.id), "q": 1}
+                first = await call(http, acting.url, RESERVE, variables, token)
+                assert first["reserve"]["reservation"] is not None
+                # Seen on the other process, through the cluster's pub/sub.
+                assert (await live.next_data())["stockChanged"]["available"] == 2
+                # The per-user window lives in the cluster too: the other process refuses.
+                refused = await http.post(
+                    f"{watched.url}/graphql",
+                    json={"query": RESERVE, "variables": variables},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                (error,) = refused.json()["errors"]
+                assert error["extensions"]["code"] == "RATE_LIMITED"
+                cost = refused.json()["extensions"]["cost"]["throttleStatus"]
+                assert cost["currentlyAvailable"] < cost["maximumAvailable"]
+    counters = (await on_cluster.engine.counters([product.id]))[product.id]
+    assert (counters.reserved, counters.available) == (1, 2)
