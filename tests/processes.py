@@ -145,6 +145,10 @@ def running(
         for _ in range(count):
             started.append(kind(env))
         yield started
+    except BaseException:
+        for process in started:  # shown by pytest with the failure
+            print(f"--- output of {process.process.args}:\n{process.output()[-20_000:]}")  # noqa: T201
+        raise
     finally:
         for process in started:
             process.stop()
