@@ -105,7 +105,10 @@ async def storm(services: Services, urls: list[str]) -> None:
 
     limits = httpx.Limits(max_connections=200)
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
-        await asyncio.gather(*(shopper(http, n) for n in range(200)))
+        # A task group: if one shopper fails, the others stop before the client closes.
+        async with asyncio.TaskGroup() as shoppers:
+            for n in range(200):
+                shoppers.create_task(shopper(http, n))
 
     assert outcomes["RESERVED"] > 100
     assert outcomes["OUT_OF_STOCK"] + outcomes["LIMIT_PER_CUSTOMER"] > 0

@@ -75,7 +75,12 @@ async def test_fifty_shoppers_for_ten_units_on_the_cluster(
 async def test_mixed_storm_on_the_cluster_keeps_every_invariant(
     on_cluster: Services, two_servers: list[ServerProcess]
 ) -> None:
-    await storm(on_cluster, [server.url for server in two_servers])
+    try:
+        await storm(on_cluster, [server.url for server in two_servers])
+    except BaseException:
+        for server in two_servers:  # shown by pytest with the failure
+            print(f"--- server {server.url} ---\n{server.output()[-20_000:]}")  # noqa: T201
+        raise
     # The storm's products live on more than one master, each wholly on its own slot.
     cluster = on_cluster.redis
     assert isinstance(cluster, RedisCluster)
