@@ -60,15 +60,17 @@ class ChangeLogPersister:
         self._reservations = database["reservations"]
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._groups: set[ObjectId] = set()
-        self._oldest_ms: int | None = None
 
     async def run_once(self, product_ids: Iterable[ObjectId]) -> int:
         """Persist what is waiting in these products' logs; returns how many entries."""
-        self._oldest_ms = None
         done = 0
+        oldest: list[int] = []  # when the oldest entry of each drained log was written, ms
         for product_id in product_ids:
-            done += await self._drain(product_id)
-        lag = 0.0 if self._oldest_ms is None else max(0.0, time.time() - self._oldest_ms / 1000)
+            count, written_ms = await self._drain(product_id)
+            done += count
+            if written_ms is not None:
+                oldest.append(written_ms)
+        lag = max(0.0, time.time() - min(oldest) / 1000) if oldest else 0.0
         PERSISTER_LAG.set(lag)
         PERSISTED.inc(done)
         return done
@@ -83,10 +85,13 @@ class ChangeLogPersister:
                 raise
         self._groups.add(keys.product_id)
 
-    async def _drain(self, product_id: ObjectId) -> int:
+    async def _drain(self, product_id: ObjectId) -> tuple[int, int | None]:
+        """Persist this product's waiting entries: how many, and when the oldest was
+        written (ms; None if there were none)."""
         keys = ProductKeys(product_id)
         await self._ensure_group(keys)
         total = 0
+        oldest: int | None = None
         while True:
             try:
                 reply = await self.redis.xreadgroup(
@@ -106,10 +111,9 @@ class ChangeLogPersister:
                 )
                 entries = list(reply[1])
             if not entries:
-                return total
-            written_ms = int(text(entries[0][0]).split("-")[0])  # the oldest: ids are ordered
-            if self._oldest_ms is None or written_ms < self._oldest_ms:
-                self._oldest_ms = written_ms
+                return total, oldest
+            written_ms = int(text(entries[0][0]).split("-")[0])  # a batch's first is its oldest
+            oldest = written_ms if oldest is None else min(oldest, written_ms)
             await self._persist(keys, entries)
             total += len(entries)
 

@@ -1,9 +1,8 @@
 """What operators see: Prometheus /metrics, JSON logs with the request id, readiness, on
 real server processes."""
 
-import asyncio
 import json
-import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -14,17 +13,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from catalog.validation import ProductDraft
 from flashsale.container import Services
 from models import Role
+from tests.polling import eventually
 from tests.processes import ServerProcess, base_env, running, shared_env
 from tests.ws import session
 
 RESERVE = """mutation R($p: ID!) { reserve(productId: $p, quantity: 1) {
   reservation { id } errors { code } } }"""
 WAIT_SECONDS = 15.0
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of /metrics, keyed by name and sorted labels."""
-    response = httpx.get(f"{url}/metrics")
+def samples_of(response: httpx.Response) -> Samples:
+    """Every sample of a /metrics answer, keyed by name and sorted labels."""
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return {
@@ -34,16 +34,21 @@ def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-async def eventually(check: Any) -> None:
-    """Poll `check()` until true, bounded (the background loops run on their own ticks)."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
+async def metric(http: httpx.AsyncClient, name: str, **labels: str) -> float:
+    return value(samples_of(await http.get("/metrics")), name, **labels)
+
+
+async def becomes(http: httpx.AsyncClient, wanted: Callable[[Samples], bool]) -> None:
+    """Wait (bounded) until the metrics satisfy `wanted`: the loops run on their own ticks."""
+
+    async def check() -> bool:
+        return wanted(samples_of(await http.get("/metrics")))
+
+    await eventually(check, within=WAIT_SECONDS, every=0.2, failure=lambda: "metrics never did")
 
 
 async def test_metrics_count_what_the_sale_did(servers: dict[str, str], services: Services) -> None:
@@ -61,17 +66,16 @@ async def test_metrics_count_what_the_sale_did(servers: dict[str, str], services
         LOG_LEVEL="INFO",
     )
     with running(env) as (server,):
-        url = server.url
-        async with session(url) as live:
-            await live.subscribe(
-                "subscription($p: [ID!]!) { stockChanged(productIds: $p) { available } }",
-                {"p": [str(product.id)]},
-            )
-            assert (await live.next_data())["stockChanged"]["available"] == 1  # snapshot
-            assert value(scrape(url), "flashsale_subscriptions") == 1
-        await eventually(lambda: value(scrape(url), "flashsale_subscriptions") == 0)
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            async with session(server.url) as live:
+                await live.subscribe(
+                    "subscription($p: [ID!]!) { stockChanged(productIds: $p) { available } }",
+                    {"p": [str(product.id)]},
+                )
+                assert (await live.next_data())["stockChanged"]["available"] == 1  # snapshot
+                assert await metric(http, "flashsale_subscriptions") == 1
+            await becomes(http, lambda samples: value(samples, "flashsale_subscriptions") == 0)
 
-        async with httpx.AsyncClient(base_url=url) as http:
             outcomes = []
             for _ in range(2):  # the first holds the only unit, the second finds none
                 token = services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
@@ -88,42 +92,42 @@ async def test_metrics_count_what_the_sale_did(servers: dict[str, str], services
             ]
             assert statuses == [200] * 5 + [429]
 
-        samples = scrape(url)  # /metrics is not counted against the limit
-        assert value(samples, "flashsale_reservations_total", outcome="RESERVED") == 1
-        assert value(samples, "flashsale_reservations_total", outcome="OUT_OF_STOCK") == 1
-        assert value(samples, "flashsale_rate_limited_total", limit="ip") == 1
-        ok = {"operation": "mutation reserve", "outcome": "ok"}
-        assert value(samples, "flashsale_graphql_operations_total", **ok) == 2
-        assert (
-            value(
-                samples,
-                "flashsale_graphql_operations_total",
-                **{"operation": "query __typename", "outcome": "ok"},
+            samples = samples_of(await http.get("/metrics"))  # not counted against the limit
+            assert value(samples, "flashsale_reservations_total", outcome="RESERVED") == 1
+            assert value(samples, "flashsale_reservations_total", outcome="OUT_OF_STOCK") == 1
+            assert value(samples, "flashsale_rate_limited_total", limit="ip") == 1
+            ok = {"operation": "mutation reserve", "outcome": "ok"}
+            assert value(samples, "flashsale_graphql_operations_total", **ok) == 2
+            assert (
+                value(
+                    samples,
+                    "flashsale_graphql_operations_total",
+                    **{"operation": "query __typename", "outcome": "ok"},
+                )
+                == 5
             )
-            == 5
-        )
-        assert (
-            value(
-                samples,
-                "flashsale_graphql_operation_duration_seconds_count",
-                operation="mutation reserve",
+            assert (
+                value(
+                    samples,
+                    "flashsale_graphql_operation_duration_seconds_count",
+                    operation="mutation reserve",
+                )
+                == 2
             )
-            == 2
-        )
-        # The 5 s hold expires through the background loop, and the persister catches up.
-        await eventually(
-            lambda: (
-                value(scrape(url), "flashsale_holds_expired_total") == 1
-                and value(scrape(url), "flashsale_persisted_changes_total") >= 2
+            # The 5 s hold expires through the background loop, and the persister catches up.
+            await becomes(
+                http,
+                lambda samples: (
+                    value(samples, "flashsale_holds_expired_total") == 1
+                    and value(samples, "flashsale_persisted_changes_total") >= 2
+                ),
             )
-        )
-        assert value(scrape(url), "flashsale_persister_lag_seconds") < WAIT_SECONDS
-        async with httpx.AsyncClient(base_url=url) as http:
+            assert await metric(http, "flashsale_persister_lag_seconds") < WAIT_SECONDS
             ready = (await http.get("/readyz")).json()
-        assert ready == {
-            "status": "ready",
-            "checks": {"redis": True, "mongodb": True, "background": True},
-        }
+            assert ready == {
+                "status": "ready",
+                "checks": {"redis": True, "mongodb": True, "background": True},
+            }
     logged = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
     traced = [entry for entry in logged if entry.get("request_id") == "trace-42"]
     assert [entry["logger"] for entry in traced] == ["uvicorn.access", "uvicorn.access"]
@@ -133,14 +137,13 @@ async def test_metrics_count_what_the_sale_did(servers: dict[str, str], services
 def test_metrics_add_up_every_worker_of_one_server(tmp_path: Any) -> None:
     server = ServerProcess(base_env(DATA_DIR=str(tmp_path / "data")), "--workers", "2")
     try:
-        with httpx.Client(base_url=server.url) as http:
-            for _ in range(40):  # new connections: spread over both workers
-                http.post(
-                    "/graphql", json={"query": "{ __typename }"}, headers={"connection": "close"}
-                )
-        for _ in range(4):  # whichever worker answers, it reports all 40
-            samples = scrape(server.url)
-            operations = {"operation": "query __typename", "outcome": "ok"}
-            assert value(samples, "flashsale_graphql_operations_total", **operations) == 40
+        new_connection = {"connection": "close"}  # each request may reach either worker
+        with httpx.Client(base_url=server.url, headers=new_connection) as http:
+            for _ in range(40):
+                http.post("/graphql", json={"query": "{ __typename }"})
+            for _ in range(4):  # whichever worker answers, it reports all 40
+                samples = samples_of(http.get("/metrics"))
+                operations = {"operation": "query __typename", "outcome": "ok"}
+                assert value(samples, "flashsale_graphql_operations_total", **operations) == 40
     finally:
         server.stop()

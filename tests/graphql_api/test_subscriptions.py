@@ -3,7 +3,6 @@ a change made through one process reaches a subscriber on the other."""
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -19,6 +18,7 @@ from catalog.validation import ProductDraft
 from flashsale.container import Services
 from models import Role
 from reservations.events import customer_channel, stock_channel
+from tests.polling import eventually
 from tests.processes import ServerProcess, running, shared_env
 from tests.ws import session, ws_url
 
@@ -59,13 +59,17 @@ async def _call(url: str, query: str, variables: dict[str, Any], token: str) -> 
 
 async def _listeners(services: Services, channel: str, *, listening: bool) -> None:
     """Wait (bounded) until some process listens on `channel`, or none does any more."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while time.monotonic() < deadline:
+
+    async def as_wanted() -> bool:
         ((_, count),) = await services.redis.pubsub_numsub(channel)
-        if (count > 0) == listening:
-            return
-        await asyncio.sleep(0.05)  # polling a condition in other processes, bounded
-    raise AssertionError(f"{channel}: listening should be {listening}")
+        return (count > 0) == listening
+
+    await eventually(
+        as_wanted,
+        within=SETTLE_TIMEOUT,
+        every=0.05,
+        failure=lambda: f"{channel}: listening should be {listening}",
+    )
 
 
 async def test_stock_changes_on_one_process_reach_subscribers_on_the_other(

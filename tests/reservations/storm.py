@@ -3,7 +3,6 @@ Cluster tests: 200 shoppers over HTTP against real server processes, then the in
 
 import asyncio
 import random
-import time
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -15,6 +14,8 @@ from catalog.validation import ProductDraft
 from flashsale.container import Services
 from models import Order, Reservation, ReservationStatus, Role
 from reservations.audit import audit
+from reservations.service import StockCounters
+from tests.polling import eventually
 
 RESERVE = """mutation R($p: ID!, $q: Int!) {
   reserve(productId: $p, quantity: $q) { reservation { id } errors { code available } } }"""
@@ -45,14 +46,17 @@ async def call(
 
 async def settled(services: Services, product_ids: list[ObjectId]) -> None:
     """Wait (bounded) until every hold has ended and MongoDB has recorded it."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while time.monotonic() < deadline:
+    counters: dict[ObjectId, StockCounters] = {}
+
+    async def ended() -> bool:
+        nonlocal counters
         counters = await services.engine.counters(product_ids)
         active = await Reservation.find(Reservation.status == ReservationStatus.ACTIVE).count()
-        if all(c.reserved == 0 for c in counters.values()) and active == 0:
-            return
-        await asyncio.sleep(0.2)  # polling a condition, bounded by the deadline
-    raise AssertionError(f"holds did not settle: {counters}")
+        return all(c.reserved == 0 for c in counters.values()) and active == 0
+
+    await eventually(
+        ended, within=SETTLE_TIMEOUT, every=0.2, failure=lambda: f"holds did not settle: {counters}"
+    )
 
 
 async def storm(services: Services, urls: list[str]) -> None:

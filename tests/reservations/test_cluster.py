@@ -19,7 +19,7 @@ from flashsale.settings import Settings
 from models import DOCUMENT_MODELS
 from reservations.keys import ProductKeys
 from tests.cluster import redis_cluster
-from tests.processes import ServerProcess, base_env, running
+from tests.processes import base_env, running
 from tests.reservations.storm import RESERVE, call, fifty_for_ten, storm, token_for
 from tests.ws import session
 
@@ -60,27 +60,19 @@ def cluster_env(cluster_url: str, services: Services, **extra: str) -> dict[str,
     )
 
 
-@pytest.fixture
-def two_servers(cluster_url: str, services: Services) -> Iterator[list[ServerProcess]]:
-    with running(cluster_env(cluster_url, services), 2) as started:
-        yield started
-
-
 async def test_fifty_shoppers_for_ten_units_on_the_cluster(
-    on_cluster: Services, two_servers: list[ServerProcess]
+    cluster_url: str, on_cluster: Services
 ) -> None:
-    await fifty_for_ten(on_cluster, [server.url for server in two_servers])
+    with running(cluster_env(cluster_url, on_cluster), 2) as servers:
+        await fifty_for_ten(on_cluster, [server.url for server in servers])
 
 
 async def test_mixed_storm_on_the_cluster_keeps_every_invariant(
-    on_cluster: Services, two_servers: list[ServerProcess]
+    cluster_url: str, on_cluster: Services
 ) -> None:
-    try:
-        await storm(on_cluster, [server.url for server in two_servers])
-    except BaseException:
-        for server in two_servers:  # shown by pytest with the failure
-            print(f"--- server {server.url} ---\n{server.output()[-20_000:]}")  # noqa: T201
-        raise
+    # In the body, not a fixture: `running` then shows the servers' output if it fails.
+    with running(cluster_env(cluster_url, on_cluster), 2) as servers:
+        await storm(on_cluster, [server.url for server in servers])
     # The storm's products live on more than one master, each wholly on its own slot.
     cluster = on_cluster.redis
     assert isinstance(cluster, RedisCluster)
