@@ -134,16 +134,22 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         services = await build_services(live)
         try:
             ids = await services.background.refresh_products()
-            if args.rebuild_rollups:
+            if args.rebuild_rollups and not args.dry_run:
                 await rebuild_rollups(services.engine.database)
-            checked = await services.engine.reconcile(ids)
+            repairs = await services.background.reconciler.run(ids, dry_run=args.dry_run)
             report = await audit(services.engine, ids)
         finally:
             await services.close()
-        print(f"reconciled {checked} products from MongoDB")  # noqa: T201
+        verb = "would repair" if args.dry_run else "repaired"
+        found = [(repair.product_id, line) for repair in repairs for line in repair.findings()]
+        print(f"checked {len(repairs)} products against MongoDB; {verb} {len(found)} things")  # noqa: T201
+        for product_id, line in found:
+            print(f"  product {product_id}: {line}")  # noqa: T201
         for problem in report.problems:
             print(f"  {problem}")  # noqa: T201
         print("invariants: " + ("OK" if report.ok else f"{len(report.problems)} problems"))  # noqa: T201
+        if args.dry_run:
+            return 0 if report.ok and not found else 1
         return 0 if report.ok else 1
 
     with resolved_settings(settings, may_reuse=True) as live:
@@ -204,7 +210,12 @@ def _parser() -> argparse.ArgumentParser:
 
     reconcile = commands.add_parser(
         "reconcile",
-        help="rebuild missing Redis counters from MongoDB, then audit invariants and rollups",
+        help="repair Redis from MongoDB (counters, sales, claims, hold records), then audit",
+    )
+    reconcile.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only report what would be repaired (exit 1 if anything)",
     )
     reconcile.add_argument(
         "--rebuild-rollups",

@@ -16,7 +16,7 @@ from accounts.service import AccountService
 from accounts.tokens import TokenService
 from catalog.service import CatalogService
 from flashsale.settings import Settings
-from models import DOCUMENT_MODELS
+from models import DOCUMENT_MODELS, LEGACY_INDEXES
 from ratelimit import RateLimits, build_rate_limits
 from reservations.background import BackgroundTasks
 from reservations.events import EventHub
@@ -111,6 +111,16 @@ def redis_client(url: str, *, cluster: bool) -> Redis:
     )
 
 
+async def drop_legacy_indexes(database: Any) -> None:
+    """Indexes an older version created that would now refuse valid writes."""
+    for collection, names in LEGACY_INDEXES.items():
+        existing = await database[collection].index_information()
+        for name in names:
+            if name in existing:
+                logger.info("dropping legacy index %s.%s", collection, name)
+                await database[collection].drop_index(name)
+
+
 async def build_services(settings: Settings) -> Services:
     if settings.mongodb_uri is None or settings.redis_url is None:
         raise ValueError("MONGODB_URI and REDIS_URL must be set (the CLI starts embedded ones)")
@@ -118,6 +128,7 @@ async def build_services(settings: Settings) -> Services:
         settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5_000
     )
     await init_beanie(database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS)
+    await drop_legacy_indexes(mongo[settings.mongodb_db])
     redis = redis_client(settings.redis_url, cluster=settings.redis_cluster)
     tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_seconds)
     database = mongo[settings.mongodb_db]

@@ -2,7 +2,7 @@
 
 from models.order import Order
 from models.product import Product
-from models.reservation import Reservation, ReservationStatus
+from models.reservation import LEGACY_INDEXES, Reservation, ReservationStatus
 from models.rollup import DailyFunnel, DailySales
 from models.user import Role, User
 
@@ -10,6 +10,7 @@ DOCUMENT_MODELS: list[type] = [Product, User, Reservation, Order, DailySales, Da
 
 __all__ = [
     "DOCUMENT_MODELS",
+    "LEGACY_INDEXES",
     "DailyFunnel",
     "DailySales",
     "Order",

@@ -17,7 +17,11 @@ class ReservationStatus(StrEnum):
 
 
 class Reservation(Document):
-    """A hold on stock. ACTIVE -> COMPLETED | CANCELLED | EXPIRED; terminal states are final."""
+    """A hold on stock. ACTIVE -> COMPLETED | CANCELLED | EXPIRED; terminal states are final.
+
+    The idempotency key is kept for the record only: Redis decides it, per customer and
+    product, for 24 hours (after that the same key makes a new hold), so it is not unique
+    here. Older versions had a unique index on (customer, key); see LEGACY_INDEXES."""
 
     product_id: PydanticObjectId
     customer_id: PydanticObjectId
@@ -34,9 +38,8 @@ class Reservation(Document):
             IndexModel([("customer_id", pymongo.ASCENDING), ("created_at", pymongo.DESCENDING)]),
             IndexModel([("product_id", pymongo.ASCENDING), ("status", pymongo.ASCENDING)]),
             IndexModel([("created_at", pymongo.ASCENDING), ("status", pymongo.ASCENDING)]),
-            IndexModel(
-                [("customer_id", pymongo.ASCENDING), ("idempotency_key", pymongo.ASCENDING)],
-                unique=True,
-                partialFilterExpression={"idempotency_key": {"$type": "string"}},
-            ),
         ]
+
+
+# Indexes earlier versions declared that must not stay: dropped at start-up where they exist.
+LEGACY_INDEXES = {"reservations": ["customer_id_1_idempotency_key_1"]}

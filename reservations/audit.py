@@ -2,7 +2,6 @@
 rollups agree with the records. Used by the tests, the benchmark and operators. Run it at
 rest (after the persister has drained the logs)."""
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -45,8 +44,8 @@ async def audit(engine: ReservationEngine, product_ids: Iterable[ObjectId]) -> A
             report.problems.append(f"{where}: OVERSOLD sold {sold} + reserved {reserved} > {total}")
         if min(sold, reserved) < 0:
             report.problems.append(f"{where}: negative counter sold {sold} reserved {reserved}")
-        holds = [json.loads(text(v)) for v in (await engine.redis.hgetall(keys.holds)).values()]
-        held = sum(h["q"] for h in holds if h["s"] == ReservationStatus.ACTIVE.value)
+        holds = await engine.store.product_holds(product_id)
+        held = sum(h.quantity for h in holds if h.status is ReservationStatus.ACTIVE)
         if held != reserved:
             report.problems.append(f"{where}: reserved {reserved} != active holds in Redis {held}")
         if product["sold"] != sold or product["total_stock"] != total:
@@ -55,11 +54,23 @@ async def audit(engine: ReservationEngine, product_ids: Iterable[ObjectId]) -> A
                 f"{product['total_stock']}/{product['sold']}"
             )
         ordered = 0
+        counted = await engine.store.sold_record(product_id)
+        if sum(counted.values()) != sold:
+            report.problems.append(
+                f"{where}: Redis sold {sold} != its sold record {sum(counted.values())}"
+            )
+        order_holds = set()
         async for order in database["orders"].find({"product_id": product_id}):
             ordered += order["quantity"]
+            order_holds.add(str(order["reservation_id"]))
             reservation = await database["reservations"].find_one({"_id": order["reservation_id"]})
             if reservation is None or reservation["status"] != ReservationStatus.COMPLETED.value:
                 report.problems.append(f"{where}: order {order['_id']} without a COMPLETED hold")
+        if order_holds != set(counted):
+            report.problems.append(
+                f"{where}: Redis counted {len(counted)} sales, MongoDB has {len(order_holds)} "
+                f"orders ({len(order_holds ^ set(counted))} differ)"
+            )
         if ordered != product["sold"]:
             report.problems.append(
                 f"{where}: orders add up to {ordered}, sold is {product['sold']}"

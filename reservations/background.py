@@ -1,6 +1,7 @@
 """The engine's background loops, run in every API process or in a worker (same code):
-expiry, the change-log persister, recovery of abandoned checkouts, and reconciliation of
-products missing from Redis. Each loop survives errors (logged) and stops on cancel."""
+expiry, the change-log persister, recovery of abandoned checkouts and of products missing
+from Redis, and a full reconciliation of Redis against MongoDB now and then. Each loop
+survives errors (logged) and stops on cancel."""
 
 import asyncio
 import contextlib
@@ -13,6 +14,7 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from reservations.persister import ChangeLogPersister
+from reservations.reconcile import RECONCILE_SECONDS, Reconciler
 from reservations.service import ReservationEngine
 
 logger = logging.getLogger("flashsale.background")
@@ -37,6 +39,7 @@ class BackgroundTasks:
     ) -> None:
         self.engine = engine
         self.persister = persister
+        self.reconciler = Reconciler(engine, persister)
         self._products = database["products"]
         self.product_ids: list[ObjectId] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -49,12 +52,13 @@ class BackgroundTasks:
 
     async def start(self) -> None:
         await self.refresh_products()
-        await self.engine.reconcile(self.product_ids)
+        await self.engine.load_missing(self.product_ids)
         loops: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = [
             ("products", PRODUCTS_REFRESH_SECONDS, self.refresh_products),
             ("expiry", EXPIRY_TICK_SECONDS, lambda: self.engine.expire_due(self.product_ids)),
             ("persister", PERSIST_TICK_SECONDS, lambda: self.persister.run_once(self.product_ids)),
             ("recovery", RECOVERY_TICK_SECONDS, self._recover),
+            ("reconcile", RECONCILE_SECONDS, lambda: self.reconciler.run(self.product_ids)),
         ]
         now = time.monotonic()
         for name, every, _ in loops:
@@ -79,7 +83,7 @@ class BackgroundTasks:
         )
 
     async def _recover(self) -> None:
-        await self.engine.reconcile(self.product_ids)
+        await self.engine.load_missing(self.product_ids)
         await self.engine.recover_claims(self.product_ids)
 
     async def _loop(self, name: str, every: float, step: Callable[[], Awaitable[Any]]) -> None:

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from models import ReservationStatus
 from reservations.keys import PREFIX, ProductKeys
-from reservations.service import ReservationId, StockCounters, text, to_datetime
+from reservations.values import ReservationId, StockCounters, text, to_datetime
 from telemetry import SUBSCRIPTIONS
 
 logger = logging.getLogger("flashsale.events")

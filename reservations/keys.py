@@ -33,6 +33,11 @@ class ProductKeys:
         return f"{self._tag}:claims"
 
     @property
+    def sold(self) -> str:
+        """The sales Redis has counted: rid -> "quantity:customer" (one per order)."""
+        return f"{self._tag}:sold"
+
+    @property
     def customers(self) -> str:
         return f"{self._tag}:customers"
 

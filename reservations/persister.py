@@ -16,18 +16,20 @@ from typing import Any
 
 import pymongo
 from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from analytics.rollups import FunnelMoves
 from models import ReservationStatus
 from reservations.keys import ProductKeys
-from reservations.scripts import Scripts
-from reservations.service import text, to_datetime
-from telemetry import PERSISTED, PERSISTER_LAG
+from reservations.store import StockStore
+from reservations.values import Hold, hold_from_change, text
+from telemetry import PERSISTED, PERSISTER_LAG, PERSISTER_POISONED
 
 logger = logging.getLogger("flashsale.persister")
 
@@ -35,6 +37,16 @@ GROUP = "persister"
 BATCH = 500
 STALE_PENDING_MS = 30_000
 TRANSACTION_TIMEOUT_SECONDS = 10
+
+
+def _outage(error: PyMongoError) -> bool:
+    """MongoDB could not be reached or did not answer in time (as opposed to refusing what
+    it was sent): the batch stays in the log for the next tick."""
+    return (
+        error.timeout
+        or isinstance(error, pymongo.errors.ConnectionFailure)
+        or error.has_error_label("TransientTransactionError")
+    )
 
 
 def _entries(reply: Any) -> list[Any]:
@@ -55,7 +67,7 @@ class ChangeLogPersister:
         consumer: str | None = None,
     ) -> None:
         self.redis = redis
-        self.scripts = Scripts(redis)
+        self.store = StockStore(redis)
         self.database = database
         self._reservations = database["reservations"]
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -118,26 +130,65 @@ class ChangeLogPersister:
             total += len(entries)
 
     async def _persist(self, keys: ProductKeys, entries: list[Any]) -> None:
-        changes = [{text(k): text(v) for k, v in raw.items()} for _, raw in entries]
+        """Record a batch in one transaction. If the batch is refused for what is in it
+        (not for an outage), each entry goes alone, so one bad entry (logged, counted,
+        skipped) never holds back the others."""
+        holds: list[tuple[Any, Hold]] = []
+        for entry_id, raw in entries:
+            change = {text(k): text(v) for k, v in raw.items()}
+            try:
+                holds.append((entry_id, hold_from_change(keys.product_id, change)))
+            except (KeyError, ValueError, TypeError, InvalidId) as exc:
+                self._poisoned(keys, entry_id, change, exc)
+        try:
+            await self.record(keys.product_id, [hold for _, hold in holds])
+        except PyMongoError as exc:
+            if _outage(exc):
+                raise
+            for entry_id, hold in holds:
+                try:
+                    await self.record(keys.product_id, [hold])
+                except PyMongoError as single:
+                    if _outage(single):
+                        raise
+                    self._poisoned(keys, entry_id, hold, single)
+        await self.redis.xack(keys.log, GROUP, *[entry_id for entry_id, _ in entries])
+        ended = [
+            str(hold.id.hold_id) for _, hold in holds if hold.status is not ReservationStatus.ACTIVE
+        ]
+        if ended:
+            await self.store.forget(keys.product_id, ended)
+        await self._trim(keys)
+
+    @staticmethod
+    def _poisoned(keys: ProductKeys, entry_id: Any, what: object, error: Exception) -> None:
+        PERSISTER_POISONED.inc()
+        logger.error(
+            "change-log entry %s of product %s not recorded, skipped: %r (%s)",
+            text(entry_id),
+            keys.product_id,
+            what,
+            error,
+        )
+
+    async def record(self, product_id: ObjectId, holds: list[Hold]) -> None:
+        """Record these states of holds of one product, in one transaction (retried on
+        transient errors, bounded). Idempotent: replaying them changes nothing."""
+        if not holds:
+            return
         with pymongo.timeout(TRANSACTION_TIMEOUT_SECONDS):  # bounds the retries too
             async with self.database.client.start_session() as session:
                 await session.with_transaction(
-                    lambda session: self._record(keys.product_id, changes, session)
+                    lambda session: self._record(product_id, holds, session)
                 )
-        ids = [entry_id for entry_id, _ in entries]
-        await self.redis.xack(keys.log, GROUP, *ids)
-        ended = [data["r"] for data in changes if data["e"] != ReservationStatus.ACTIVE.value]
-        if ended:
-            await self.scripts.run("forget", [keys.holds], ended)
-        await self._trim(keys)
 
     async def _record(
-        self, product_id: ObjectId, changes: list[dict[str, str]], session: AsyncClientSession
+        self, product_id: ObjectId, holds: list[Hold], session: AsyncClientSession
     ) -> None:
         """One transaction: each hold's state, and the funnel rollup moved to match. The
         writes only insert a missing hold or end an ACTIVE one, so a replayed entry changes
         nothing; the rollup follows what the writes will do, read in the same snapshot."""
-        hold_ids = list({ObjectId(data["r"]) for data in changes})
+        hold_ids = list({hold.id.hold_id for hold in holds})
         recorded: dict[ObjectId, tuple[str, datetime]] = {
             document["_id"]: (document["status"], document["created_at"])
             async for document in self._reservations.find(
@@ -146,47 +197,40 @@ class ChangeLogPersister:
         }
         funnel = FunnelMoves()
         operations: list[UpdateOne] = []
-        for data in changes:
-            hold_id = ObjectId(data["r"])
-            status = ReservationStatus(data["e"])
-            created_at = to_datetime(int(data["cr"]))
+        for hold in holds:
+            hold_id = hold.id.hold_id
             operations.append(
                 UpdateOne(
                     {"_id": hold_id},
                     {
                         "$setOnInsert": {
                             "product_id": product_id,
-                            "customer_id": ObjectId(data["c"]),
-                            "quantity": int(data["q"]),
+                            "customer_id": hold.customer_id,
+                            "quantity": hold.quantity,
                             "status": ReservationStatus.ACTIVE.value,
-                            "idempotency_key": data["k"] or None,
-                            "created_at": created_at,
-                            "expires_at": to_datetime(int(data["ex"])),
+                            "idempotency_key": hold.idempotency_key,
+                            "created_at": hold.created_at,
+                            "expires_at": hold.expires_at,
                         }
                     },
                     upsert=True,
                 )
             )
             if hold_id not in recorded:
-                recorded[hold_id] = (ReservationStatus.ACTIVE.value, created_at)
-                funnel.created(product_id, created_at, ReservationStatus.ACTIVE.value)
-            if status is not ReservationStatus.ACTIVE:
+                recorded[hold_id] = (ReservationStatus.ACTIVE.value, hold.created_at)
+                funnel.created(product_id, hold.created_at, ReservationStatus.ACTIVE.value)
+            if hold.status is not ReservationStatus.ACTIVE:
                 # Only an ACTIVE record may end, so a terminal state never changes again.
                 operations.append(
                     UpdateOne(
                         {"_id": hold_id, "status": ReservationStatus.ACTIVE.value},
-                        {
-                            "$set": {
-                                "status": status.value,
-                                "ended_at": to_datetime(int(data["at"])),
-                            }
-                        },
+                        {"$set": {"status": hold.status.value, "ended_at": hold.ended_at}},
                     )
                 )
                 was, created = recorded[hold_id]
                 if was == ReservationStatus.ACTIVE.value:
-                    recorded[hold_id] = (status.value, created)
-                    funnel.moved(product_id, created, was, status.value)
+                    recorded[hold_id] = (hold.status.value, created)
+                    funnel.moved(product_id, created, was, hold.status.value)
         await self._reservations.bulk_write(operations, ordered=True, session=session)
         await funnel.save(self.database, session)
 

@@ -1,5 +1,6 @@
-"""The Lua scripts, one file per transition, loaded once and run by SHA (EVALSHA, with
-redis-py reloading a script the server forgot)."""
+"""The Lua scripts, one file per transition, each registered once with the shared prelude
+(`lua/prelude.lua`) in front, and run by SHA (EVALSHA, with redis-py reloading a script the
+server forgot). Only reservations/store.py calls them."""
 
 import asyncio
 from importlib import resources
@@ -20,6 +21,7 @@ NAMES = (
     "set_rules",
     "lower_total",
     "forget",
+    "repair",
 )
 
 
@@ -27,8 +29,10 @@ class Scripts:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         folder = resources.files("reservations") / "lua"
+        prelude = (folder / "prelude.lua").read_text()
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script((folder / f"{name}.lua").read_text()) for name in NAMES
+            name: redis.register_script(prelude + (folder / f"{name}.lua").read_text())
+            for name in NAMES
         }
 
     async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:

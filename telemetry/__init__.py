@@ -48,6 +48,10 @@ RATE_LIMITED = Counter(
     ["limit"],
 )
 PERSISTED = Counter("flashsale_persisted_changes_total", "Change-log entries recorded in MongoDB")
+PERSISTER_POISONED = Counter(
+    "flashsale_persister_poisoned_total",
+    "Change-log entries that could not be recorded (logged and skipped; the rest went through)",
+)
 PERSISTER_LAG = Gauge(
     "flashsale_persister_lag_seconds",
     "Age of the oldest change-log entry in the persister's last batch (0 when idle)",

@@ -6,15 +6,6 @@
 -- Returns: {"OK", rid, expires_ms, available} | {"EXISTING", rid} | {"NOT_LOADED"}
 --        | {"SALE_NOT_ACTIVE"} | {"LIMIT_PER_CUSTOMER", limit, already}
 --        | {"OUT_OF_STOCK", available}
-
--- The customer's own channel, beside the product's: "<prefix>:customer:<cid>:events"
--- (reservations/events.py names it the same way).
-local function tell_customer(channel, cid, rid, status, qty, expires, at)
-  local prefix, pid = string.match(channel, '^(.-):{(.-)}:')
-  redis.call('PUBLISH', prefix .. ':customer:' .. cid .. ':events', cjson.encode({
-    product = pid, hold = rid, status = status, quantity = qty, expires = expires, at = at,
-  }))
-end
 local rid, cid, qty, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local key = ARGV[5]
 
@@ -36,18 +27,15 @@ if already + qty > limit then return {'LIMIT_PER_CUSTOMER', limit, already} end
 local available = total - sold - reserved
 if qty > available then return {'OUT_OF_STOCK', available} end
 
-local expires = now + hold
+local h = {c = cid, q = qty, s = 'ACTIVE', cr = now, ex = now + hold, k = key}
 redis.call('HINCRBY', KEYS[1], 'reserved', qty)
 redis.call('HINCRBY', KEYS[4], cid, qty)
-redis.call('HSET', KEYS[2], rid, cjson.encode({
-  c = cid, q = qty, s = 'ACTIVE', cr = now, ex = expires, k = key,
-}))
-redis.call('ZADD', KEYS[3], expires, rid)
+redis.call('HSET', KEYS[2], rid, cjson.encode(h))
+redis.call('ZADD', KEYS[3], h.ex, rid)
 if key ~= '' then redis.call('SET', KEYS[5], rid, 'EX', tonumber(ARGV[7])) end
-redis.call('XADD', KEYS[6], '*', 'e', 'ACTIVE', 'r', rid, 'c', cid, 'q', qty,
-  'cr', now, 'ex', expires, 'k', key, 'at', now)
+log_hold(KEYS[6], 'ACTIVE', rid, h, now)
 redis.call('PUBLISH', ARGV[6], cjson.encode({
   total = total, sold = sold, reserved = reserved + qty, at = now,
 }))
-tell_customer(ARGV[6], cid, rid, 'ACTIVE', qty, expires, now)
-return {'OK', rid, expires, available - qty}
+tell_customer(ARGV[6], cid, rid, 'ACTIVE', qty, h.ex, now)
+return {'OK', rid, h.ex, available - qty}

@@ -3,6 +3,7 @@ Cluster tests: 200 shoppers over HTTP against real server processes, then the in
 
 import asyncio
 import random
+import uuid
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,7 @@ from bson import ObjectId
 
 from catalog.validation import ProductDraft
 from flashsale.container import Services
-from models import Order, Reservation, ReservationStatus, Role
+from models import Order, Reservation, ReservationStatus, Role, User
 from reservations.audit import audit
 from reservations.service import StockCounters
 from tests.polling import eventually
@@ -26,8 +27,12 @@ CHECKOUT = """mutation K($r: ID!) { checkout(reservationId: $r) {
 SETTLE_TIMEOUT = 60.0
 
 
-def token_for(services: Services) -> str:
-    return services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
+async def customer_token(services: Services) -> str:
+    """A signed-in customer (a real user: tokens of users that do not exist are refused)."""
+    user = User(email=f"{uuid.uuid4().hex}@storm.example", password_hash="-", role=Role.CUSTOMER)
+    await user.insert()
+    assert user.id is not None
+    return services.accounts.tokens.issue(user.id, Role.CUSTOMER)
 
 
 async def call(
@@ -80,7 +85,7 @@ async def storm(services: Services, urls: list[str]) -> None:
     outcomes: Counter[str] = Counter()
 
     async def shopper(http: httpx.AsyncClient, n: int) -> None:
-        token = token_for(services)
+        token = await customer_token(services)
         for step in range(6):
             url = urls[(n + step) % len(urls)]
             product = rng.choice(products)
@@ -144,17 +149,12 @@ async def fifty_for_ten(services: Services, urls: list[str]) -> None:
     )
     assert product.id is not None
     limits = httpx.Limits(max_connections=100)
+    tokens = [await customer_token(services) for _ in range(50)]
     async with httpx.AsyncClient(limits=limits, timeout=30) as http:
         results = await asyncio.gather(
             *(
-                call(
-                    http,
-                    urls[n % len(urls)],
-                    RESERVE,
-                    {"p": str(product.id), "q": 1},
-                    token_for(services),
-                )
-                for n in range(50)
+                call(http, urls[n % len(urls)], RESERVE, {"p": str(product.id), "q": 1}, token)
+                for n, token in enumerate(tokens)
             )
         )
     granted = [r for r in results if r["reserve"]["reservation"]]

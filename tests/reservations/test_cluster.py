@@ -20,7 +20,7 @@ from models import DOCUMENT_MODELS
 from reservations.keys import ProductKeys
 from tests.cluster import redis_cluster
 from tests.processes import base_env, running
-from tests.reservations.storm import RESERVE, call, fifty_for_ten, storm, token_for
+from tests.reservations.storm import RESERVE, call, customer_token, fifty_for_ten, storm
 from tests.ws import session
 
 
@@ -116,7 +116,7 @@ async def test_live_stock_and_rate_limits_across_processes_on_the_cluster(
             )
             assert (await live.next_data())["stockChanged"]["available"] == 3
             async with httpx.AsyncClient(timeout=30) as http:
-                token = token_for(on_cluster)
+                token = await customer_token(on_cluster)
                 variables = {"p": str(product.id), "q": 1}
                 first = await call(http, acting.url, RESERVE, variables, token)
                 assert first["reserve"]["reservation"] is not None

@@ -235,10 +235,7 @@ async def test_a_completed_hold_never_expires(engine: ReservationEngine, clock: 
 
 async def claim_only(engine: ReservationEngine, rid: ReservationId, now: int) -> None:
     """Checkout's first step alone: what a process leaves behind if it dies right after."""
-    keys = ProductKeys(rid.product_id)
-    await engine.scripts.run(
-        "claim", [keys.holds, keys.expiry, keys.claims], [str(rid.hold_id), now, ""]
-    )
+    assert (await engine.store.claim(rid, now, None, "dead-process")).kind == "OK"
 
 
 async def test_a_hold_mid_checkout_cannot_be_cancelled_or_expire(
@@ -375,10 +372,10 @@ async def test_redis_lost_mid_sale_is_rebuilt_from_mongodb(
     await persister.run_once([product])
     keys = ProductKeys(product)
     await services.redis.delete(
-        keys.stock, keys.holds, keys.expiry, keys.customers, keys.claims, keys.log
+        keys.stock, keys.holds, keys.expiry, keys.customers, keys.claims, keys.log, keys.sold
     )
 
-    assert await engine.reconcile([product]) == 1
+    assert await engine.load_missing([product]) == 1
     assert await counters(engine, product) == StockCounters(10, 3, 2)
     with pytest.raises(LimitPerCustomer):  # ANN's purchase still counts toward the limit
         await engine.reserve(ANN, product, 3)

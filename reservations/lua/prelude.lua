@@ -1,0 +1,31 @@
+-- Shared by every script (prepended to each when it is registered; see scripts.py).
+
+-- Publish a hold's change on its customer's own channel, "<prefix>:customer:<cid>:events",
+-- beside the product's channel "<prefix>:{<pid>}:events" (reservations/events.py builds
+-- the same names from reservations/keys.py).
+local function tell_customer(channel, cid, rid, status, qty, expires, at)
+  local prefix, pid = string.match(channel, '^(.-):{(.-)}:')
+  redis.call('PUBLISH', prefix .. ':customer:' .. cid .. ':events', cjson.encode({
+    product = pid, hold = rid, status = status, quantity = qty, expires = expires, at = at,
+  }))
+end
+
+-- Publish the product's counters on its channel.
+local function tell_stock(channel, stock_key, at)
+  local s = redis.call('HMGET', stock_key, 'total', 'sold', 'reserved')
+  redis.call('PUBLISH', channel, cjson.encode({
+    total = tonumber(s[1]), sold = tonumber(s[2]), reserved = tonumber(s[3]), at = at,
+  }))
+end
+
+-- Append a hold's state to the product's change log (read by the persister).
+local function log_hold(log_key, status, rid, h, at)
+  redis.call('XADD', log_key, '*', 'e', status, 'r', rid, 'c', h.c, 'q', h.q,
+    'cr', h.cr, 'ex', h.ex, 'k', h.k, 'at', at)
+end
+
+-- One customer's units held or bought, moved by `delta`; the field goes at zero.
+local function count_customer(customers_key, cid, delta)
+  local left = redis.call('HINCRBY', customers_key, cid, delta)
+  if left <= 0 then redis.call('HDEL', customers_key, cid) end
+end

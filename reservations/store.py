@@ -1,0 +1,341 @@
+"""The engine's Redis boundary: one typed method per Lua script, which builds the script's
+keys and arguments and decodes its reply right here. Nobody else knows a reply's shape.
+Every Redis failure leaves as ServiceUnavailable."""
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bson import ObjectId
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from models import ReservationStatus
+from reservations.errors import ServiceUnavailable
+from reservations.keys import ProductKeys
+from reservations.scripts import Scripts
+from reservations.values import Hold, ReservationId, StockCounters, hold_from_redis, text, to_ms
+
+logger = logging.getLogger("flashsale.reservations")
+
+
+@dataclass(frozen=True)
+class ReserveOutcome:
+    """What reserve.lua decided: `kind` is OK, EXISTING, NOT_LOADED, SALE_NOT_ACTIVE,
+    LIMIT_PER_CUSTOMER or OUT_OF_STOCK, with the figures that go with it."""
+
+    kind: str
+    expires_ms: int = 0
+    available: int = 0
+    existing: ObjectId | None = None
+    limit: int = 0
+    already: int = 0
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """What claim.lua decided: `kind` is OK (with the hold's fields), IN_PROGRESS,
+    NOT_FOUND, NOT_ACTIVE (with `status`) or EXPIRED."""
+
+    kind: str
+    hold: Hold | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class StaleClaim:
+    rid: ReservationId
+    token: str
+
+
+class StockStore:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._scripts = Scripts(redis)
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self._scripts.run(name, keys, args)
+        except RedisError as exc:
+            logger.warning("redis script %s failed: %s", name, exc)
+            raise ServiceUnavailable("the stock store (Redis)") from None
+
+    async def _call(self, command: Any) -> Any:
+        try:
+            return await command
+        except RedisError as exc:
+            logger.warning("redis read failed: %s", exc)
+            raise ServiceUnavailable("the stock store (Redis)") from None
+
+    # -- the hot path --------------------------------------------------------------------
+
+    async def reserve(
+        self,
+        rid: ReservationId,
+        customer_id: ObjectId,
+        quantity: int,
+        now: int,
+        idempotency_key: str | None,
+        idempotency_ttl_seconds: int,
+    ) -> ReserveOutcome:
+        keys = ProductKeys(rid.product_id)
+        reply = await self._run(
+            "reserve",
+            [
+                keys.stock,
+                keys.holds,
+                keys.expiry,
+                keys.customers,
+                keys.idempotency(customer_id, idempotency_key or "-"),
+                keys.log,
+            ],
+            [
+                str(rid.hold_id),
+                str(customer_id),
+                quantity,
+                now,
+                idempotency_key or "",
+                keys.events,
+                idempotency_ttl_seconds,
+            ],
+        )
+        kind = text(reply[0])
+        if kind == "OK":
+            return ReserveOutcome(kind, expires_ms=int(reply[2]), available=int(reply[3]))
+        if kind == "EXISTING":
+            return ReserveOutcome(kind, existing=ObjectId(text(reply[1])))
+        if kind == "LIMIT_PER_CUSTOMER":
+            return ReserveOutcome(kind, limit=int(reply[1]), already=int(reply[2]))
+        if kind == "OUT_OF_STOCK":
+            return ReserveOutcome(kind, available=int(reply[1]))
+        return ReserveOutcome(kind)
+
+    async def release(
+        self, rid: ReservationId, now: int, status: ReservationStatus, owner: ObjectId | None
+    ) -> tuple[str, str | None]:
+        """(OK | NOT_FOUND | NOT_ACTIVE | CLAIMED | EXPIRED, the status where there is one)."""
+        keys = ProductKeys(rid.product_id)
+        reply = await self._run(
+            "release",
+            [keys.stock, keys.holds, keys.expiry, keys.customers, keys.log],
+            [str(rid.hold_id), now, status.value, keys.events, str(owner) if owner else ""],
+        )
+        return text(reply[0]), text(reply[1]) if len(reply) > 1 else None
+
+    async def claim(
+        self, rid: ReservationId, now: int, owner: ObjectId | None, token: str
+    ) -> ClaimOutcome:
+        keys = ProductKeys(rid.product_id)
+        reply = await self._run(
+            "claim",
+            [keys.holds, keys.expiry, keys.claims],
+            [str(rid.hold_id), now, str(owner) if owner else "", token],
+        )
+        kind = text(reply[0])
+        if kind == "NOT_ACTIVE":
+            return ClaimOutcome(kind, status=text(reply[1]))
+        if kind != "OK":
+            return ClaimOutcome(kind)
+        fields = {
+            "c": text(reply[1]),
+            "q": int(reply[2]),
+            "s": ReservationStatus.ACTIVE.value,
+            "cr": int(reply[3]),
+            "ex": int(reply[4]),
+            "k": text(reply[5]),
+        }
+        return ClaimOutcome(kind, hold=hold_from_redis(rid, json.dumps(fields)))
+
+    async def unclaim(self, rid: ReservationId, token: str) -> bool:
+        keys = ProductKeys(rid.product_id)
+        reply = await self._run(
+            "unclaim", [keys.holds, keys.expiry, keys.claims], [str(rid.hold_id), token]
+        )
+        return bool(int(reply))
+
+    async def commit(self, hold: Hold, now: int) -> str:
+        """Count a durable sale in Redis, once: OK | ALREADY | NOT_LOADED | ABSORBED | LATE."""
+        keys = ProductKeys(hold.product_id)
+        reply = await self._run(
+            "commit",
+            [
+                keys.stock,
+                keys.holds,
+                keys.expiry,
+                keys.claims,
+                keys.log,
+                keys.customers,
+                keys.sold,
+            ],
+            [
+                str(hold.id.hold_id),
+                now,
+                keys.events,
+                str(hold.customer_id),
+                hold.quantity,
+                int(hold.expires_at.timestamp() * 1000),
+            ],
+        )
+        return text(reply[0])
+
+    async def expire_due(self, product_ids: list[ObjectId], now: int, batch: int) -> int:
+        """Expire due holds of every product, one round trip where the client can."""
+        calls = []
+        for product_id in product_ids:
+            keys = ProductKeys(product_id)
+            calls.append(
+                (
+                    [keys.stock, keys.holds, keys.expiry, keys.customers, keys.log],
+                    [now, batch, keys.events],
+                )
+            )
+        try:
+            results = await self._scripts.run_many("expire", calls)
+        except RedisError as exc:
+            logger.warning("redis script expire failed: %s", exc)
+            raise ServiceUnavailable("the stock store (Redis)") from None
+        return sum(len(ended) for ended in results)
+
+    # -- product state -------------------------------------------------------------------
+
+    async def load(
+        self,
+        product: dict[str, Any],
+        hold_ms: int,
+        active: list[dict[str, Any]],
+        orders: list[dict[str, Any]],
+    ) -> bool:
+        keys = ProductKeys(product["_id"])
+        reply = await self._run(
+            "load",
+            [keys.stock, keys.holds, keys.expiry, keys.customers, keys.sold],
+            [
+                product["total_stock"],
+                product["max_per_customer"],
+                to_ms(product.get("sale_starts_at")),
+                to_ms(product.get("sale_ends_at")),
+                hold_ms,
+                json.dumps(active),
+                json.dumps(orders),
+                product.get("version", 0),
+            ],
+        )
+        return bool(int(reply))
+
+    async def set_rules(
+        self, product: dict[str, Any], hold_ms: int, now: int, *, force: bool
+    ) -> str:
+        keys = ProductKeys(product["_id"])
+        reply = await self._run(
+            "set_rules",
+            [keys.stock],
+            [
+                product["total_stock"],
+                product["max_per_customer"],
+                to_ms(product.get("sale_starts_at")),
+                to_ms(product.get("sale_ends_at")),
+                hold_ms,
+                keys.events,
+                now,
+                product.get("version", 0),
+                "force" if force else "",
+            ],
+        )
+        return text(reply[0])
+
+    async def lower_total(self, product_id: ObjectId, total: int) -> int | None:
+        """None when the drop is allowed (and applied), else the committed units."""
+        reply = await self._run("lower_total", [ProductKeys(product_id).stock], [total])
+        return int(reply[1]) if text(reply[0]) == "BELOW_COMMITTED" else None
+
+    async def forget(self, product_id: ObjectId, hold_ids: list[str]) -> int:
+        return int(await self._run("forget", [ProductKeys(product_id).holds], hold_ids))
+
+    async def repair(
+        self,
+        product_id: ObjectId,
+        *,
+        unsell: list[str],
+        orders: list[dict[str, Any]],
+        dry_run: bool,
+    ) -> dict[str, Any]:
+        keys = ProductKeys(product_id)
+        reply = await self._run(
+            "repair",
+            [keys.stock, keys.holds, keys.expiry, keys.claims, keys.customers, keys.sold],
+            [json.dumps(unsell), json.dumps(orders), "dry" if dry_run else ""],
+        )
+        report: dict[str, Any] = json.loads(text(reply))
+        return report
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def counters(self, product_ids: list[ObjectId]) -> dict[ObjectId, StockCounters]:
+        """The counters of the loaded ones among these products, in one round trip."""
+
+        async def read() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for product_id in product_ids:
+                    pipe.hmget(ProductKeys(product_id).stock, "total", "sold", "reserved")
+                return list(await pipe.execute())
+
+        rows = await self._call(read())
+        return {
+            product_id: StockCounters(*(int(text(v)) for v in row))
+            for product_id, row in zip(product_ids, rows, strict=True)
+            if row[0] is not None
+        }
+
+    async def hold(self, rid: ReservationId) -> Hold | None:
+        raw = await self._call(self.redis.hget(ProductKeys(rid.product_id).holds, str(rid.hold_id)))
+        return None if raw is None else hold_from_redis(rid, text(raw))
+
+    async def holds(self, rids: list[ReservationId]) -> dict[ReservationId, Hold]:
+        """These holds as Redis has them (those it has), in one round trip."""
+        if not rids:
+            return {}
+
+        async def read() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for rid in rids:
+                    pipe.hget(ProductKeys(rid.product_id).holds, str(rid.hold_id))
+                return list(await pipe.execute())
+
+        raws = await self._call(read())
+        return {
+            rid: hold_from_redis(rid, text(raw))
+            for rid, raw in zip(rids, raws, strict=True)
+            if raw is not None
+        }
+
+    async def product_holds(self, product_id: ObjectId) -> list[Hold]:
+        raw = await self._call(self.redis.hgetall(ProductKeys(product_id).holds))
+        return [
+            hold_from_redis(ReservationId(product_id, ObjectId(text(k))), text(v))
+            for k, v in raw.items()
+        ]
+
+    async def sold_record(self, product_id: ObjectId) -> dict[str, int]:
+        """The sales Redis has counted for this product: hold id -> quantity."""
+        raw = await self._call(self.redis.hgetall(ProductKeys(product_id).sold))
+        return {text(k): int(text(v).split(":", 1)[0]) for k, v in raw.items()}
+
+    async def loaded(self, product_id: ObjectId) -> bool:
+        return bool(await self._call(self.redis.exists(ProductKeys(product_id).stock)))
+
+    async def stale_claims(self, product_id: ObjectId, before_ms: int) -> list[StaleClaim]:
+        """Claims made before `before_ms`, with the token that may put each back."""
+        keys = ProductKeys(product_id)
+        hold_ids = [
+            text(raw)
+            for raw in await self._call(self.redis.zrangebyscore(keys.claims, "-inf", before_ms))
+        ]
+        if not hold_ids:
+            return []
+        raws = await self._call(self.redis.hmget(keys.holds, hold_ids))
+        stale = []
+        for hold_id, raw in zip(hold_ids, raws, strict=True):
+            token = json.loads(text(raw)).get("cl") if raw is not None else None
+            stale.append(StaleClaim(ReservationId(product_id, ObjectId(hold_id)), token or ""))
+        return stale
