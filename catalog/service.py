@@ -4,6 +4,7 @@ Every change is one conditional MongoDB update, so concurrent admins and API pro
 lose an update or push total stock below what is already sold.
 """
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,9 @@ from catalog.validation import ProductDraft
 from flashsale.errors import InvalidInput
 from models import Product
 from models.common import utcnow
+from reservations.errors import ServiceUnavailable
+
+logger = logging.getLogger("flashsale.catalog")
 
 PAGE_MAX = 100
 PRODUCT_CACHE_SECONDS = 1.0
@@ -181,9 +185,18 @@ class CatalogService:
         return _product(document)
 
     async def _synced(self, document: dict[str, Any]) -> None:
+        """After MongoDB (the system of record) took a change: copy it to Redis. If Redis is
+        out of reach the change still stands, and is reported done: Redis takes it when it
+        loads the product, or at the next reconciliation (the product's version is newer)."""
         self._cache.pop(document["_id"], None)
         if self.stock is not None:
-            await self.stock.sync_rules(document)
+            try:
+                await self.stock.sync_rules(document)
+            except ServiceUnavailable:
+                logger.warning(
+                    "product %s changed in MongoDB; Redis takes it when it is back",
+                    document["_id"],
+                )
 
     async def restock(self, product_id: ObjectId, quantity: int) -> Product:
         """Atomically add `quantity` units to the total stock."""

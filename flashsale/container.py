@@ -125,7 +125,7 @@ async def build_services(settings: Settings) -> Services:
     if settings.mongodb_uri is None or settings.redis_url is None:
         raise ValueError("MONGODB_URI and REDIS_URL must be set (the CLI starts embedded ones)")
     mongo: AsyncMongoClient = AsyncMongoClient(  # type: ignore[type-arg]
-        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5_000
+        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=3_000
     )
     await init_beanie(database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS)
     await drop_legacy_indexes(mongo[settings.mongodb_db])

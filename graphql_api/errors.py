@@ -13,6 +13,7 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
 
 from flashsale.errors import InvalidInput
+from flashsale.outages import unavailable_store
 from graphql_api.request_id import current_request_id
 from reservations.errors import ServiceUnavailable
 
@@ -89,6 +90,13 @@ class ErrorCodes(MaskErrors):
                 error,
                 f"{original.field}: {original.message}",
                 {"code": ErrorCode.BAD_USER_INPUT.value, "field": original.field},
+            )
+        elif original is not None and (store := unavailable_store(original)):
+            logger.warning("%s: %r", store, original)
+            return self._copy(
+                error,
+                f"{store} is unavailable: try again",
+                {"code": ErrorCode.SERVICE_UNAVAILABLE.value},
             )
         elif isinstance(original, ValueError | TypeError) and error.path is None:
             # A custom scalar refusing a literal or variable while the document is checked:

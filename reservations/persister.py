@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from analytics.rollups import FunnelMoves
+from flashsale.outages import mongodb_outage
 from models import ReservationStatus
 from reservations.keys import ProductKeys
 from reservations.store import StockStore
@@ -37,16 +38,6 @@ GROUP = "persister"
 BATCH = 500
 STALE_PENDING_MS = 30_000
 TRANSACTION_TIMEOUT_SECONDS = 10
-
-
-def _outage(error: PyMongoError) -> bool:
-    """MongoDB could not be reached or did not answer in time (as opposed to refusing what
-    it was sent): the batch stays in the log for the next tick."""
-    return (
-        error.timeout
-        or isinstance(error, pymongo.errors.ConnectionFailure)
-        or error.has_error_label("TransientTransactionError")
-    )
 
 
 def _entries(reply: Any) -> list[Any]:
@@ -143,13 +134,13 @@ class ChangeLogPersister:
         try:
             await self.record(keys.product_id, [hold for _, hold in holds])
         except PyMongoError as exc:
-            if _outage(exc):
+            if mongodb_outage(exc):
                 raise
             for entry_id, hold in holds:
                 try:
                     await self.record(keys.product_id, [hold])
                 except PyMongoError as single:
-                    if _outage(single):
+                    if mongodb_outage(single):
                         raise
                     self._poisoned(keys, entry_id, hold, single)
         await self.redis.xack(keys.log, GROUP, *[entry_id for entry_id, _ in entries])

@@ -40,6 +40,7 @@ class ProductRepair:
     counted: list[str] = field(default_factory=list)
     unsold: list[str] = field(default_factory=list)
     claims: int = 0
+    rules: tuple[int | None, int] | None = None  # (Redis's version, MongoDB's) when behind
     recorded: int = 0
     ended: int = 0
 
@@ -48,6 +49,11 @@ class ProductRepair:
         found = []
         if self.loaded:
             found.append("missing from Redis: loaded from MongoDB")
+        if self.rules:
+            found.append(
+                f"total and rules of version {self.rules[1]} copied to Redis (it had "
+                f"version {self.rules[0]}: a change made while Redis was out of reach)"
+            )
         sold, reserved = self.counters.get("sold", {}), self.counters.get("reserved", {})
         if sold.get("was") != sold.get("now"):
             found.append(f"Redis sold {sold.get('was')} recounted as {sold.get('now')}")
@@ -107,6 +113,7 @@ class Reconciler:
             if dry_run:
                 return repair
             await engine.ensure_loaded(product_id)
+        await self._sync_rules(repair, dry_run=dry_run)
         orders = await engine.recorded_orders(product_id)
         repair.counters = await store.repair(product_id, unsell=[], orders=orders, dry_run=dry_run)
         if not (dry_run and repair.counters.get("backfilled")):
@@ -118,6 +125,19 @@ class Reconciler:
             repair.claims = await engine.recover_claims([product_id])
         await self._record_holds(repair, dry_run=dry_run)
         return repair
+
+    async def _sync_rules(self, repair: ProductRepair, *, dry_run: bool) -> None:
+        """A product change MongoDB took while Redis was out of reach (restock, new rules)."""
+        engine = self.engine
+        product = await engine.database["products"].find_one({"_id": repair.product_id})
+        if product is None:
+            raise ProductMissing(repair.product_id)
+        held = await engine.store.rules_version(repair.product_id)
+        if held is not None and held >= product.get("version", 0):
+            return
+        repair.rules = (held, product.get("version", 0))
+        if not dry_run:
+            await engine.sync_rules(product)
 
     async def _align_sales(self, repair: ProductRepair, *, dry_run: bool) -> None:
         """Redis's sold record against MongoDB's orders. Redis is read first: a sale Redis

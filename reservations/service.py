@@ -193,6 +193,17 @@ class ReservationEngine:
             found.update(await self.store.counters(missing))
         return found
 
+    async def recorded_reserved(self, product_ids: Iterable[ObjectId]) -> dict[ObjectId, int]:
+        """Units held by ACTIVE holds as MongoDB recorded them: the stock figure to show
+        while Redis is out of reach (it trails the live one by the persister's delay)."""
+        rows = await self._reservations.aggregate(
+            [
+                {"$match": {"product_id": {"$in": list(product_ids)}, "status": "ACTIVE"}},
+                {"$group": {"_id": "$product_id", "units": {"$sum": "$quantity"}}},
+            ]
+        )
+        return {row["_id"]: int(row["units"]) async for row in rows}
+
     async def lower_total(self, product_id: ObjectId, total: int) -> int | None:
         """Before MongoDB's total stock drops: apply the drop in Redis, refused below what is
         sold or held. Returns None when allowed, else the committed units."""
@@ -268,11 +279,31 @@ class ReservationEngine:
             raise ProductMissing(product_id)
 
     async def get(self, rid: ReservationId) -> Hold | None:
-        """The hold as Redis has it (live), else as MongoDB recorded it."""
-        hold = await self.store.hold(rid)
-        if hold is not None:
-            return hold
-        return await self._recorded_hold(rid)
+        """The hold, whoever holds it (an admin's view): see `find`."""
+        return await self.find(rid, None)
+
+    async def find(self, rid: ReservationId, customer_id: ObjectId | None) -> Hold | None:
+        """The hold if the caller may see it (`customer_id` None: anyone's), else None: as
+        Redis has it (live), else as MongoDB recorded it. Another customer's hold and one
+        that does not exist cost the same reads (both stores), so neither the answer nor
+        its time tells that a hold exists. With Redis down, MongoDB's record answers (it
+        trails the live state by the persister's delay); without one, ServiceUnavailable."""
+
+        def visible(hold: Hold | None) -> bool:
+            return hold is not None and customer_id in (None, hold.customer_id)
+
+        try:
+            live = await self.store.hold(rid)
+        except ServiceUnavailable:
+            recorded = await self._recorded_hold(rid)
+            if not visible(recorded):
+                raise
+            return recorded
+        if visible(live):
+            return live
+        recorded = await self._recorded_hold(rid)
+        hold = live or recorded
+        return hold if visible(hold) else None
 
     async def _recorded_hold(self, rid: ReservationId) -> Hold | None:
         document = await self._reservations.find_one(
@@ -281,12 +312,9 @@ class ReservationEngine:
         return hold_from_document(document) if document else None
 
     async def _owned(self, rid: ReservationId, customer_id: ObjectId | None) -> Hold:
-        """The hold, if the caller may see it. Another customer's hold and one that does not
-        exist answer alike, after the same reads (both stores), so neither the answer nor
-        its time tells that a hold exists."""
-        live, recorded = await asyncio.gather(self.store.hold(rid), self._recorded_hold(rid))
-        hold = live or recorded
-        if hold is None or (customer_id is not None and hold.customer_id != customer_id):
+        """The hold, if the caller may see it (see `find`); else ReservationNotFound."""
+        hold = await self.find(rid, customer_id)
+        if hold is None:
             raise ReservationNotFound(rid)
         return hold
 
@@ -508,15 +536,18 @@ class ReservationEngine:
     ) -> list[Hold]:
         """The customer's holds, newest first, each as it is now: an ACTIVE record may
         already have ended in Redis (the persister is a moment behind); Redis is read once
-        for all of them."""
+        for all of them. While Redis is out of reach, as MongoDB recorded them."""
         query: dict[str, Any] = {"customer_id": customer_id}
         if status is not None:
             query["status"] = status.value
         cursor = self._reservations.find(query).sort("created_at", -1).limit(limit)
         holds = [hold_from_document(document) async for document in cursor]
-        live = await self.store.holds(
-            [hold.id for hold in holds if hold.status is ReservationStatus.ACTIVE]
-        )
+        try:
+            live = await self.store.holds(
+                [hold.id for hold in holds if hold.status is ReservationStatus.ACTIVE]
+            )
+        except ServiceUnavailable:
+            live = {}
         current = [live.get(hold.id, hold) for hold in holds]
         return [hold for hold in current if status is None or hold.status is status]
 

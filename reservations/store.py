@@ -321,6 +321,11 @@ class StockStore:
         raw = await self._call(self.redis.hgetall(ProductKeys(product_id).sold))
         return {text(k): int(text(v).split(":", 1)[0]) for k, v in raw.items()}
 
+    async def rules_version(self, product_id: ObjectId) -> int | None:
+        """The product version whose total and rules Redis holds (None: not loaded)."""
+        raw = await self._call(self.redis.hget(ProductKeys(product_id).stock, "version"))
+        return None if raw is None else int(raw)
+
     async def loaded(self, product_id: ObjectId) -> bool:
         return bool(await self._call(self.redis.exists(ProductKeys(product_id).stock)))
 

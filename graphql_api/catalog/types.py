@@ -9,6 +9,7 @@ from graphql_api.common import Money, PageInfo, Problem
 from graphql_api.context import Context
 from models import Product as ProductDocument
 from models.common import utcnow
+from reservations.errors import ServiceUnavailable
 from reservations.service import StockCounters
 
 
@@ -62,8 +63,20 @@ class Product:
 async def with_counters(
     info: Info[Context, None], documents: Sequence[ProductDocument]
 ) -> list[Product]:
-    """GraphQL products with live counters, read for all of them in one Redis round trip."""
-    counters = await info.context.services.engine.counters(d.id for d in documents if d.id)
+    """GraphQL products with live counters, read for all of them in one Redis round trip.
+    While Redis is out of reach, MongoDB's figures: its sold count and its ACTIVE records
+    (they trail the live ones by the persister's delay)."""
+    engine = info.context.services.engine
+    ids = [d.id for d in documents if d.id]
+    try:
+        counters = await engine.counters(ids)
+    except ServiceUnavailable:
+        reserved = await engine.recorded_reserved(ids)
+        counters = {
+            d.id: StockCounters(d.total_stock, d.sold, reserved.get(d.id, 0))
+            for d in documents
+            if d.id
+        }
     return [Product.from_document(d, counters.get(d.id)) for d in documents]  # type: ignore[arg-type]
 
 

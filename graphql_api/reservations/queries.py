@@ -27,11 +27,8 @@ class ReservationQueries:
     )
     async def reservation(self, info: Info[Context, None], id: strawberry.ID) -> Reservation | None:
         rid = ReservationId.parse(id, "id")
-        hold = await info.context.services.engine.get(rid)
-        owner = info.context.owner_scope()
-        if hold is None or (owner is not None and hold.customer_id != owner):
-            return None
-        return Reservation.from_hold(hold)
+        hold = await info.context.services.engine.find(rid, info.context.owner_scope())
+        return Reservation.from_hold(hold) if hold else None
 
     @strawberry.field(
         permission_classes=[IsAuthenticated],

@@ -156,6 +156,8 @@ async def test_redis_down_is_service_unavailable_not_a_crash(
             reserve = await gql(RESERVE, {"p": product, "q": 1}, token=customer_token)
     finally:
         await dead.aclose()
-    assert error_codes(read) == ["SERVICE_UNAVAILABLE"]
+    # The stock figure comes from MongoDB's records while Redis is out of reach.
+    assert read["data"] == {"product": {"available": 5}}, read
+    assert "errors" not in read
     assert reserve["data"]["reserve"]["errors"][0]["code"] == "SERVICE_UNAVAILABLE"
     assert await Reservation.count() == 0
