@@ -7,6 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 from pymongo.errors import DuplicateKeyError
 
 from accounts.errors import EmailTaken, InvalidCredentials
+from accounts.liveness import Liveness
 from accounts.passwords import Passwords
 from accounts.tokens import TokenService
 from flashsale.errors import InvalidInput
@@ -40,6 +41,14 @@ class AccountService:
     def __init__(self, tokens: TokenService, passwords: Passwords) -> None:
         self.tokens = tokens
         self._passwords = passwords
+        self.liveness = Liveness(self._disabled)
+
+    @staticmethod
+    async def _disabled(user_id: ObjectId) -> bool | None:
+        found = await User.get_pymongo_collection().find_one(
+            {"_id": user_id}, projection={"disabled": 1}
+        )
+        return None if found is None else bool(found.get("disabled", False))
 
     async def register(self, email: str, password: str, role: Role = Role.CUSTOMER) -> Session:
         """Create a user and log it in. Raises InvalidInput, or EmailTaken (also when two
@@ -63,10 +72,23 @@ class AccountService:
         if not await self._passwords.verify(user.password_hash if user else None, password):
             raise InvalidCredentials()
         assert user is not None
+        if user.disabled:
+            raise InvalidCredentials()
         return self._session(user)
 
     async def get(self, user_id: ObjectId) -> User | None:
         return await User.get(user_id)
+
+    async def set_disabled(self, email: str, disabled: bool) -> User | None:
+        """Disable (or enable again) a user; its tokens stop (or start) working within
+        accounts.liveness.CHECK_SECONDS on every process. None if there is no such user."""
+        user = await User.find_one(User.email == normalize_email(email))
+        if user is None:
+            return None
+        await user.set({User.disabled: disabled})
+        assert user.id is not None
+        self.liveness.forget(user.id)
+        return user
 
     async def ensure_user(self, email: str, password: str, role: Role) -> tuple[User, bool]:
         """The user with this e-mail, created if missing (idempotent; used by the seed).

@@ -156,6 +156,27 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(run(live))
 
 
+def _user(args: argparse.Namespace, settings: Settings) -> int:
+    from accounts.liveness import CHECK_SECONDS
+    from flashsale.container import build_services
+
+    async def run(live: Settings) -> int:
+        services = await build_services(live)
+        try:
+            user = await services.accounts.set_disabled(args.email, args.action == "disable")
+        finally:
+            await services.close()
+        if user is None:
+            print(f"flashsale: no user {args.email}", file=sys.stderr)  # noqa: T201
+            return 1
+        state = "disabled" if user.disabled else "enabled"
+        print(f"{user.email} {state}; its tokens follow within {CHECK_SECONDS:g} s")  # noqa: T201
+        return 0
+
+    with resolved_settings(settings, may_reuse=True) as live:
+        return asyncio.run(run(live))
+
+
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
     from flashsale.bench import run_bench
 
@@ -223,6 +244,11 @@ def _parser() -> argparse.ArgumentParser:
         help="recompute the daily sales rollups from the orders (stop the sale first)",
     )
     reconcile.set_defaults(handler=_reconcile)
+
+    user = commands.add_parser("user", help="disable a user (its tokens stop working) or enable")
+    user.add_argument("action", choices=["disable", "enable"])
+    user.add_argument("email")
+    user.set_defaults(handler=_user)
 
     bench = commands.add_parser("bench", help="reserve stampede and stock-read benchmark")
     bench.add_argument("--requests", type=int, default=5_000, help="per phase (default 5000)")

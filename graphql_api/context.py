@@ -64,6 +64,15 @@ class Context:
             raise unauthenticated()
         return claims
 
+    async def require_live_claims(self) -> Claims:
+        """`require_claims`, and the user still exists and is not disabled (checked at most
+        every few seconds per user: see accounts.liveness)."""
+        claims = self.require_claims()
+        refusal = await self.services.accounts.liveness.refusal(claims.user_id)
+        if refusal is not None:
+            raise unauthenticated(refusal)
+        return claims
+
     def owner_scope(self) -> ObjectId | None:
         """Whose reservations the caller may see or act on: their own, or (None) anyone's
         for an admin."""
@@ -75,5 +84,7 @@ class Context:
             user = await self.services.accounts.get(self.require_claims().user_id)
             if user is None:
                 raise unauthenticated("unknown_user")
+            if user.disabled:
+                raise unauthenticated("disabled")
             self._user = user
         return self._user

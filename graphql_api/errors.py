@@ -45,6 +45,7 @@ def unauthenticated(reason: str = "missing") -> ApiError:
         "expired": "the token has expired: log in again",
         "invalid": "the token is invalid",
         "unknown_user": "the token's user no longer exists",
+        "disabled": "this account is disabled",
     }
     return ApiError(ErrorCode.UNAUTHENTICATED, messages.get(reason, reason), reason=reason)
 

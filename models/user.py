@@ -17,6 +17,7 @@ class User(Document):
     email: str  # stored lower-cased; unique
     password_hash: str
     role: Role = Role.CUSTOMER
+    disabled: bool = False  # a disabled user can neither log in nor use a token
     created_at: datetime = Field(default_factory=utcnow)
 
     class Settings:

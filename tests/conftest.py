@@ -16,12 +16,13 @@ import httpx
 import limits.aio.storage.redis.redispy
 import pytest
 import pytest_asyncio
+from bson import ObjectId
 
 from flashsale.container import Services, build_services, rate_limits_from
 from flashsale.embedded import EmbeddedServers, start_embedded
 from flashsale.settings import Settings, load_settings
 from graphql_api.app import create_app
-from models import DOCUMENT_MODELS, Role
+from models import DOCUMENT_MODELS, Role, User
 
 ADMIN_EMAIL = "admin@test.example"
 PASSWORD = "correct horse battery"
@@ -115,6 +116,14 @@ class GraphQL:
 @pytest.fixture
 def gql(client: httpx.AsyncClient) -> GraphQL:
     return GraphQL(client)
+
+
+async def signed_in(services: Services, role: Role = Role.CUSTOMER) -> tuple[ObjectId, str]:
+    """A real user (tokens of users that do not exist are refused) and a token for it."""
+    user = User(email=f"{uuid.uuid4().hex}@test.example", password_hash="-", role=role)
+    await user.insert()
+    assert user.id is not None
+    return user.id, services.accounts.tokens.issue(user.id, role)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -7,12 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from bson import ObjectId
 from prometheus_client.parser import text_string_to_metric_families
 
 from catalog.validation import ProductDraft
 from flashsale.container import Services
-from models import Role
+from tests.conftest import signed_in
 from tests.polling import eventually
 from tests.processes import ServerProcess, base_env, running, shared_env
 from tests.ws import session
@@ -78,7 +77,7 @@ async def test_metrics_count_what_the_sale_did(servers: dict[str, str], services
 
             outcomes = []
             for _ in range(2):  # the first holds the only unit, the second finds none
-                token = services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
+                token = (await signed_in(services))[1]
                 answer = await http.post(
                     "/graphql",
                     json={"query": RESERVE, "variables": {"p": str(product.id)}},

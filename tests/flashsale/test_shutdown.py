@@ -12,7 +12,8 @@ from websockets.exceptions import ConnectionClosed
 
 from catalog.validation import ProductDraft
 from flashsale.container import Services
-from models import Reservation, ReservationStatus, Role
+from models import Reservation, ReservationStatus
+from tests.conftest import signed_in
 from tests.processes import STOP_TIMEOUT, ServerProcess, shared_env
 from tests.ws import RECEIVE_TIMEOUT, session
 
@@ -26,7 +27,7 @@ async def test_sigterm_drains_in_flight_work_and_closes_subscriptions(
     product = await services.catalog.create(
         ProductDraft.parse(name="Last call", price=Decimal("9"), total_stock=5, max_per_customer=2)
     )
-    token = services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
+    token = (await signed_in(services))[1]
     body = json.dumps({"query": RESERVE, "variables": {"p": str(product.id)}}).encode()
     server = ServerProcess(shared_env(servers, services.settings.mongodb_db))
     try:

@@ -16,8 +16,8 @@ from websockets.typing import Subprotocol
 
 from catalog.validation import ProductDraft
 from flashsale.container import Services
-from models import Role
 from reservations.events import customer_channel, stock_channel
+from tests.conftest import signed_in
 from tests.polling import eventually
 from tests.processes import ServerProcess, running, shared_env
 from tests.ws import session, ws_url
@@ -78,7 +78,7 @@ async def test_stock_changes_on_one_process_reach_subscribers_on_the_other(
     watcher, shop = two_servers
     product = await _product(services)
     other = await _product(services, name="Laptop")
-    customer = services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
+    customer = (await signed_in(services))[1]
 
     async with session(watcher.url) as live:
         await live.subscribe(STOCK, {"ids": [product]})
@@ -105,9 +105,8 @@ async def test_my_reservation_events_follow_my_holds_only(
 ) -> None:
     watcher, shop = two_servers
     product = await _product(services, hold_seconds=5)
-    me = ObjectId()
-    token = services.accounts.tokens.issue(me, Role.CUSTOMER)
-    stranger = services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
+    me, token = await signed_in(services)
+    stranger = (await signed_in(services))[1]
 
     async with session(watcher.url, token) as live:
         await live.subscribe(MINE)

@@ -8,14 +8,13 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from bson import ObjectId
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from catalog.validation import ProductDraft
 from flashsale.container import Services
-from models import Role
+from tests.conftest import signed_in
 from tests.processes import ServerProcess, running, shared_env
 from tests.ws import ws_url
 
@@ -51,7 +50,7 @@ async def test_address_and_user_limits_are_shared_by_processes(
             name="Phone", price=Decimal("5.00"), total_stock=100, max_per_customer=10
         )
     )
-    shoppers = [services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER) for _ in range(4)]
+    shoppers = [(await signed_in(services))[1] for _ in range(4)]
     urls = [server.url for server in limited_servers]
 
     async with httpx.AsyncClient(timeout=30) as http:

@@ -3,7 +3,6 @@ Cluster tests: 200 shoppers over HTTP against real server processes, then the in
 
 import asyncio
 import random
-import uuid
 from collections import Counter
 from decimal import Decimal
 from typing import Any
@@ -13,9 +12,10 @@ from bson import ObjectId
 
 from catalog.validation import ProductDraft
 from flashsale.container import Services
-from models import Order, Reservation, ReservationStatus, Role, User
+from models import Order, Reservation, ReservationStatus
 from reservations.audit import audit
 from reservations.service import StockCounters
+from tests.conftest import signed_in
 from tests.polling import eventually
 
 RESERVE = """mutation R($p: ID!, $q: Int!) {
@@ -29,10 +29,7 @@ SETTLE_TIMEOUT = 60.0
 
 async def customer_token(services: Services) -> str:
     """A signed-in customer (a real user: tokens of users that do not exist are refused)."""
-    user = User(email=f"{uuid.uuid4().hex}@storm.example", password_hash="-", role=Role.CUSTOMER)
-    await user.insert()
-    assert user.id is not None
-    return services.accounts.tokens.issue(user.id, Role.CUSTOMER)
+    return (await signed_in(services))[1]
 
 
 async def call(
