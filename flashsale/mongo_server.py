@@ -41,6 +41,10 @@ def main() -> int:
         storage_path=args.storage_path,
         enable_test_commands=False,
         ttl_sweep_seconds=60.0,
+        # Every commit is fsynced before it is acknowledged: an order the API confirmed
+        # survives kill -9 of this process (commitTransaction ignores writeConcern j:true,
+        # so only the server-wide flag makes transactions durable).
+        sync_on_commit=True,
     )
     server.start()
     host, port = server.address
