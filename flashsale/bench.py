@@ -26,14 +26,13 @@ from typing import Any
 
 import aiohttp
 import httpx
-from bson import ObjectId
 
 from catalog.validation import ProductDraft
 from flashsale.bench_live import live_phase
-from flashsale.container import build_services
+from flashsale.container import Services, build_services
 from flashsale.embedded import free_port, start_embedded
 from flashsale.settings import Settings
-from models import Role
+from models import Role, User
 from reservations.audit import audit
 
 TRIVIAL = "{ __typename }"
@@ -54,10 +53,12 @@ class Phase:
 
     @property
     def throughput(self) -> float:
-        return self.requests / self.seconds
+        return self.requests / self.seconds if self.seconds else 0.0
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies_ms)
+        if not ordered:  # a phase with nothing to do (no hold to check out)
+            return float("nan")
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
     def describe(self) -> str:
@@ -89,6 +90,17 @@ async def _phase(
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     return Phase(name, requests, time.perf_counter() - started, latencies, outcomes)
+
+
+async def _customers(services: Services, count: int) -> list[str]:
+    """Tokens of `count` new customers: real users, since a token whose user does not exist
+    is refused."""
+    users = [
+        User(email=f"{uuid.uuid4().hex}@bench.example", password_hash="-", role=Role.CUSTOMER)
+        for _ in range(count)
+    ]
+    inserted = await User.insert_many(users)
+    return [services.accounts.tokens.issue(i, Role.CUSTOMER) for i in inserted.inserted_ids]
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -124,9 +136,7 @@ async def _run(
         )
         assert product.id is not None
         product_id = str(product.id)
-        tokens = [
-            services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER) for _ in range(requests)
-        ]
+        tokens = await _customers(services, requests)
         connector = aiohttp.TCPConnector(limit=concurrency)
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as http:
