@@ -92,7 +92,7 @@ async def _phase(
     return Phase(name, requests, time.perf_counter() - started, latencies, outcomes)
 
 
-async def _customers(services: Services, count: int) -> list[str]:
+async def customers(services: Services, count: int) -> list[str]:
     """Tokens of `count` new customers: real users, since a token whose user does not exist
     is refused."""
     users = [
@@ -136,7 +136,7 @@ async def _run(
         )
         assert product.id is not None
         product_id = str(product.id)
-        tokens = await _customers(services, requests)
+        tokens = await customers(services, requests)
         connector = aiohttp.TCPConnector(limit=concurrency)
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as http:

@@ -10,11 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
-from bson import ObjectId
 
 from catalog.validation import ProductDraft
 from flashsale.container import Services
-from models import Role
 
 SUBSCRIBE = """subscription S($p: ID!) { stockChanged(productIds: [$p]) { reserved at } }"""
 RESERVE = """mutation R($p: ID!) { reserve(productId: $p, quantity: 1) { errors { code } } }"""
@@ -69,13 +67,15 @@ async def live_phase(
             finally:
                 await socket.close()
 
+        from flashsale.bench import customers  # noqa: PLC0415 - bench imports this module
+
+        shoppers = await customers(services, changes)  # real users: others' tokens are refused
         clients = [asyncio.create_task(subscriber()) for _ in range(subscribers)]
         started = time.perf_counter()
         await asyncio.wait_for(all_ready.wait(), 300)
         connect_seconds = time.perf_counter() - started
 
-        for _ in range(changes):
-            token = services.accounts.tokens.issue(ObjectId(), Role.CUSTOMER)
+        for token in shoppers:
             async with http.post(
                 "/graphql",
                 data=json.dumps({"query": RESERVE, "variables": {"p": product_id}}),
