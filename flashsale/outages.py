@@ -5,6 +5,10 @@ anything else is a bug and stays an internal error."""
 import pymongo.errors
 import redis.exceptions
 
+# How answers name the stores (in "... is unavailable: try again").
+MONGODB = "the order store (MongoDB)"
+REDIS = "the stock store (Redis)"
+
 _REDIS_OUTAGES = (
     redis.exceptions.ConnectionError,  # also BusyLoadingError (loading its data after a start)
     redis.exceptions.TimeoutError,
@@ -35,7 +39,7 @@ def redis_outage(error: BaseException) -> bool:
 def unavailable_store(error: BaseException) -> str | None:
     """The name of the store an error says is unavailable, or None if it is not an outage."""
     if mongodb_outage(error):
-        return "the order store (MongoDB)"
+        return MONGODB
     if redis_outage(error):
-        return "the stock store (Redis)"
+        return REDIS
     return None

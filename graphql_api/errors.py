@@ -80,6 +80,10 @@ class ErrorCodes(MaskErrors):
     def _classify(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
         extensions = dict(error.extensions or {})
+        if original is not None and (store := unavailable_store(original)):
+            # A driver's own error for a store out of reach: answered as the domain's is.
+            logger.warning("%s: %r", store, original)
+            original = ServiceUnavailable(store)
         if isinstance(original, ApiError):
             extensions = {**(original.extensions or {}), **extensions}
         elif isinstance(original, ServiceUnavailable):
@@ -91,13 +95,6 @@ class ErrorCodes(MaskErrors):
                 error,
                 f"{original.field}: {original.message}",
                 {"code": ErrorCode.BAD_USER_INPUT.value, "field": original.field},
-            )
-        elif original is not None and (store := unavailable_store(original)):
-            logger.warning("%s: %r", store, original)
-            return self._copy(
-                error,
-                f"{store} is unavailable: try again",
-                {"code": ErrorCode.SERVICE_UNAVAILABLE.value},
             )
         elif isinstance(original, ValueError | TypeError) and error.path is None:
             # A custom scalar refusing a literal or variable while the document is checked:

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from analytics.rollups import FunnelMoves, add_sale
 from flashsale.errors import InvalidInput
+from flashsale.outages import MONGODB
 from models import ReservationStatus
 from reservations.errors import (
     CheckoutInProgress,
@@ -301,9 +302,9 @@ class ReservationEngine:
             return recorded
         if visible(live):
             return live
+        # Redis has another's hold, or none: MongoDB is read either way.
         recorded = await self._recorded_hold(rid)
-        hold = live or recorded
-        return hold if visible(hold) else None
+        return recorded if live is None and visible(recorded) else None
 
     async def _recorded_hold(self, rid: ReservationId) -> Hold | None:
         document = await self._reservations.find_one(
@@ -406,7 +407,7 @@ class ReservationEngine:
                     raise
         except TimeoutError:
             await self.store.unclaim(hold.id, token)
-            raise ServiceUnavailable("the order store (MongoDB)") from None
+            raise ServiceUnavailable(MONGODB) from None
         try:
             return await self._record_sale(hold)
         except OutOfStock:
@@ -419,10 +420,10 @@ class ReservationEngine:
                 # expire); a retried checkout finds the order, and the recovery sweep
                 # settles it from MongoDB if nobody retries.
                 logger.warning("checkout of %s: outcome unknown, left claimed: %s", hold.id, exc)
-                raise ServiceUnavailable("the order store (MongoDB)") from None
+                raise ServiceUnavailable(MONGODB) from None
             logger.warning("checkout of %s not recorded, hold put back: %s", hold.id, exc)
             await self.store.unclaim(hold.id, token)
-            raise ServiceUnavailable("the order store (MongoDB)") from None
+            raise ServiceUnavailable(MONGODB) from None
         finally:
             self._transactions.release()
             lanes.release()

@@ -11,6 +11,7 @@ from bson import ObjectId
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from flashsale.outages import REDIS
 from models import ReservationStatus
 from reservations.errors import ServiceUnavailable
 from reservations.keys import ProductKeys
@@ -59,14 +60,14 @@ class StockStore:
             return await self._scripts.run(name, keys, args)
         except RedisError as exc:
             logger.warning("redis script %s failed: %s", name, exc)
-            raise ServiceUnavailable("the stock store (Redis)") from None
+            raise ServiceUnavailable(REDIS) from None
 
     async def _call(self, command: Any) -> Any:
         try:
             return await command
         except RedisError as exc:
             logger.warning("redis read failed: %s", exc)
-            raise ServiceUnavailable("the stock store (Redis)") from None
+            raise ServiceUnavailable(REDIS) from None
 
     # -- the hot path --------------------------------------------------------------------
 
@@ -194,7 +195,7 @@ class StockStore:
             results = await self._scripts.run_many("expire", calls)
         except RedisError as exc:
             logger.warning("redis script expire failed: %s", exc)
-            raise ServiceUnavailable("the stock store (Redis)") from None
+            raise ServiceUnavailable(REDIS) from None
         return sum(len(ended) for ended in results)
 
     # -- product state -------------------------------------------------------------------
