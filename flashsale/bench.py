@@ -208,7 +208,7 @@ async def _run(
             "invariants: " + ("OK" if report.ok else "; ".join(report.problems)),
         ]
         if subscribers:
-            lines += await live_phase(services, url, subscribers, changes=50)
+            lines += await live_phase(services, url, subscribers, await customers(services, 50))
         if drop_database:  # a server we were given; an embedded one goes with its folder
             await services.mongo.drop_database(settings.mongodb_db)
         return lines

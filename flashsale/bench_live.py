@@ -20,8 +20,10 @@ CONNECT_CONCURRENCY = 50
 
 
 async def live_phase(
-    services: Services, url: str, subscribers: int, changes: int, spacing: float = 0.1
+    services: Services, url: str, subscribers: int, shoppers: list[str], spacing: float = 0.1
 ) -> list[str]:
+    """`subscribers` watch one product while each of `shoppers` (tokens) reserves a unit."""
+    changes = len(shoppers)
     product = await services.catalog.create(
         ProductDraft.parse(
             name="Live drop", price=Decimal("1.00"), total_stock=changes, max_per_customer=1
@@ -67,9 +69,6 @@ async def live_phase(
             finally:
                 await socket.close()
 
-        from flashsale.bench import customers  # noqa: PLC0415 - bench imports this module
-
-        shoppers = await customers(services, changes)  # real users: others' tokens are refused
         clients = [asyncio.create_task(subscriber()) for _ in range(subscribers)]
         started = time.perf_counter()
         await asyncio.wait_for(all_ready.wait(), 300)
