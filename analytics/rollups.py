@@ -43,10 +43,13 @@ async def add_sale(
     at: datetime,
     quantity: int,
     revenue_cents: int,
+    orders: int = 1,
 ) -> None:
+    """Count `orders` orders of `quantity` units in all, for `revenue_cents`, on the day of
+    `at`."""
     await database[SALES].update_one(
         {"day": day_of(at), "product_id": product_id},
-        {"$inc": {"revenue_cents": revenue_cents, "units": quantity, "orders": 1}},
+        {"$inc": {"revenue_cents": revenue_cents, "units": quantity, "orders": orders}},
         upsert=True,
         session=session,
     )
