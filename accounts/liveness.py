@@ -3,14 +3,16 @@
 Tokens are self-contained (no database read to know who calls), so a user deleted or
 disabled after logging in would keep acting until the token expires. Each process asks
 MongoDB at most once per user every CHECK_SECONDS and remembers the answer that long: a
-deletion or a disabling takes effect everywhere within CHECK_SECONDS. Concurrent requests
-of one user share one read. While MongoDB is out of reach the last answer stands, and a
-user never checked is let through on the token's signature alone (so a MongoDB outage
-does not stop the Redis-only hot path)."""
+deletion or a disabling takes effect everywhere within CHECK_SECONDS. The users to check
+are asked for together: one read for everyone who asked while the previous read was out
+(at most ASK_MAX users a read), so a stampede of new shoppers costs a few reads, not one
+each, and concurrent requests of one user share one answer. While MongoDB is out of reach
+the last answer stands, and a user never checked is let through on the token's signature
+alone (so a MongoDB outage does not stop the Redis-only hot path)."""
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from bson import ObjectId
 
@@ -18,9 +20,10 @@ from flashsale.outages import mongodb_outage
 
 CHECK_SECONDS = 5.0
 REMEMBERED_MAX = 100_000
+ASK_MAX = 500
 
-# What a user lookup returns: None for no such user, else whether it is disabled.
-Lookup = Callable[[ObjectId], Awaitable[bool | None]]
+# A user lookup: for those of these users that exist, whether each is disabled.
+Lookup = Callable[[Collection[ObjectId]], Awaitable[dict[ObjectId, bool]]]
 
 
 class Liveness:
@@ -29,6 +32,8 @@ class Liveness:
         self._clock = clock
         self._known: dict[ObjectId, tuple[float, str | None]] = {}
         self._asking: dict[ObjectId, asyncio.Future[str | None]] = {}
+        self._unasked: list[ObjectId] = []
+        self._reader: asyncio.Task[None] | None = None
 
     async def refusal(self, user_id: ObjectId) -> str | None:
         """None when the user may act, else why not: "unknown_user" or "disabled"."""
@@ -37,23 +42,39 @@ class Liveness:
             return known[1]
         asking = self._asking.get(user_id)
         if asking is None:
-            asking = asyncio.ensure_future(self._ask(user_id, known))
+            asking = asyncio.get_running_loop().create_future()
             self._asking[user_id] = asking
-            asking.add_done_callback(lambda _: self._asking.pop(user_id, None))
+            self._unasked.append(user_id)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read())
         return await asyncio.shield(asking)
 
-    async def _ask(self, user_id: ObjectId, known: tuple[float, str | None] | None) -> str | None:
-        try:
-            disabled = await self._lookup(user_id)
-        except Exception as exc:
-            if mongodb_outage(exc):
-                return known[1] if known else None
-            raise
-        refusal = "unknown_user" if disabled is None else "disabled" if disabled else None
-        if len(self._known) >= REMEMBERED_MAX:
-            self._known.clear()
-        self._known[user_id] = (self._clock() + CHECK_SECONDS, refusal)
-        return refusal
+    async def _read(self) -> None:
+        """Ask MongoDB about the users waiting, a read at a time, until none waits."""
+        while self._unasked:
+            users, self._unasked = self._unasked[:ASK_MAX], self._unasked[ASK_MAX:]
+            try:
+                found = await self._lookup(users)
+            except Exception as exc:
+                # Out of reach: the last answer stands, a user never checked goes on its
+                # token. Anything else is a bug, raised to each request that asked.
+                outage = mongodb_outage(exc)
+                for user_id in users:
+                    asking = self._asking.pop(user_id)
+                    if outage:
+                        known = self._known.get(user_id)
+                        asking.set_result(known[1] if known else None)
+                    else:
+                        asking.set_exception(exc)
+                continue
+            if len(self._known) + len(users) > REMEMBERED_MAX:
+                self._known.clear()
+            until = self._clock() + CHECK_SECONDS
+            for user_id in users:
+                disabled = found.get(user_id)
+                refusal = "unknown_user" if disabled is None else "disabled" if disabled else None
+                self._known[user_id] = (until, refusal)
+                self._asking.pop(user_id).set_result(refusal)
 
     def forget(self, user_id: ObjectId) -> None:
         """This process changed the user: ask again next time."""

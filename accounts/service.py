@@ -1,5 +1,6 @@
 """Accounts: register, log in, look users up. Passwords are hashed with Argon2id."""
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from bson import ObjectId
@@ -44,11 +45,12 @@ class AccountService:
         self.liveness = Liveness(self._disabled)
 
     @staticmethod
-    async def _disabled(user_id: ObjectId) -> bool | None:
-        found = await User.get_pymongo_collection().find_one(
-            {"_id": user_id}, projection={"disabled": 1}
+    async def _disabled(user_ids: Collection[ObjectId]) -> dict[ObjectId, bool]:
+        """For those of these users that exist, whether each is disabled."""
+        found = User.get_pymongo_collection().find(
+            {"_id": {"$in": list(user_ids)}}, projection={"disabled": 1}
         )
-        return None if found is None else bool(found.get("disabled", False))
+        return {user["_id"]: bool(user.get("disabled", False)) async for user in found}
 
     async def register(self, email: str, password: str, role: Role = Role.CUSTOMER) -> Session:
         """Create a user and log it in. Raises InvalidInput, or EmailTaken (also when two
