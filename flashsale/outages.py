@@ -16,6 +16,8 @@ _REDIS_OUTAGES = (
     redis.exceptions.TryAgainError,
     redis.exceptions.MasterDownError,
     redis.exceptions.ReadOnlyError,  # a replica that has not been promoted yet
+    redis.exceptions.OutOfMemoryError,  # full (maxmemory reached): writes refused
+    redis.exceptions.MaxConnectionsError,  # this process's pool is exhausted
 )
 
 

@@ -1,6 +1,7 @@
 """The engine's Redis boundary: one typed method per Lua script, which builds the script's
 keys and arguments and decodes its reply right here. Nobody else knows a reply's shape.
-Every Redis failure leaves as ServiceUnavailable."""
+Redis out of reach leaves as ServiceUnavailable; any other Redis error (a script's bug) is
+raised as it is."""
 
 import json
 import logging
@@ -11,7 +12,7 @@ from bson import ObjectId
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from flashsale.outages import REDIS
+from flashsale.outages import REDIS, redis_outage
 from models import ReservationStatus
 from reservations.errors import ServiceUnavailable
 from reservations.keys import ProductKeys
@@ -59,6 +60,8 @@ class StockStore:
         try:
             return await self._scripts.run(name, keys, args)
         except RedisError as exc:
+            if not redis_outage(exc):
+                raise
             logger.warning("redis script %s failed: %s", name, exc)
             raise ServiceUnavailable(REDIS) from None
 
@@ -66,6 +69,8 @@ class StockStore:
         try:
             return await command
         except RedisError as exc:
+            if not redis_outage(exc):
+                raise
             logger.warning("redis read failed: %s", exc)
             raise ServiceUnavailable(REDIS) from None
 
@@ -194,6 +199,8 @@ class StockStore:
         try:
             results = await self._scripts.run_many("expire", calls)
         except RedisError as exc:
+            if not redis_outage(exc):
+                raise
             logger.warning("redis script expire failed: %s", exc)
             raise ServiceUnavailable(REDIS) from None
         return sum(len(ended) for ended in results)

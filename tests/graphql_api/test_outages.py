@@ -313,6 +313,7 @@ SERVED_WITHOUT_MONGODB = {"reserve", "cancelReservation", "reservation"}
 SERVED_WITHOUT_REDIS = {
     *("products", "product", "register", "login", "me", "myReservations", "myOrders"),
     *("reservation", "createProduct", "updateProduct", "restock", "salesStats"),
+    "checkout of a completed hold",
 }
 
 
