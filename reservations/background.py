@@ -24,6 +24,8 @@ PERSIST_TICK_SECONDS = 0.1
 RECOVERY_TICK_SECONDS = 5.0
 PRODUCTS_REFRESH_SECONDS = 2.0
 FINAL_FLUSH_SECONDS = 5.0
+STOP_SECONDS = 3.0
+STOP_POLL_SECONDS = 0.05
 # A loop whose last success is older than this many of its periods (and at least
 # STALE_MIN_SECONDS) makes the process not ready.
 STALE_PERIODS = 20
@@ -45,6 +47,7 @@ class BackgroundTasks:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_ok: dict[str, float] = {}
         self._periods: dict[str, float] = {}
+        self._stopping = False
 
     async def refresh_products(self) -> list[ObjectId]:
         self.product_ids = [doc["_id"] async for doc in self._products.find({}, {"_id": 1})]
@@ -60,6 +63,11 @@ class BackgroundTasks:
             ("recovery", RECOVERY_TICK_SECONDS, self._recover),
             ("reconcile", RECONCILE_SECONDS, lambda: self.reconciler.run(self.product_ids)),
         ]
+        self.start_loops(loops)
+
+    def start_loops(self, loops: list[tuple[str, float, Callable[[], Awaitable[Any]]]]) -> None:
+        """Run each step every so many seconds, as a task of its own, until `stop`."""
+        self._stopping = False
         now = time.monotonic()
         for name, every, _ in loops:
             self._last_ok[name] = now
@@ -87,7 +95,7 @@ class BackgroundTasks:
         await self.engine.recover_claims(self.product_ids)
 
     async def _loop(self, name: str, every: float, step: Callable[[], Awaitable[Any]]) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await step()
                 self._last_ok[name] = time.monotonic()
@@ -98,12 +106,28 @@ class BackgroundTasks:
             await asyncio.sleep(every)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        """Stop the loops, then persist what is already in the change logs. A step can
+        swallow a cancel (PyMongo's async cursors sometimes do), so the loops also stop
+        at their next turn, and one still running is cancelled again, every
+        STOP_POLL_SECONDS, until it ends; after STOP_SECONDS it is left behind with a
+        warning. A cancel of `stop` itself goes through."""
+        self._stopping = True
+        tasks, self._tasks = self._tasks, []
+        pending = set(tasks)
+        deadline = time.monotonic() + STOP_SECONDS
+        while pending and time.monotonic() < deadline:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_POLL_SECONDS)
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                logger.error("background %s ended with %r", task.get_name(), task.exception())
+        if pending:
+            logger.warning(
+                "background loops still running after %ss: %s",
+                STOP_SECONDS,
+                ", ".join(task.get_name() for task in pending),
+            )
         # Persist what is already in the logs (bounded: whatever is left stays in the log,
         # where another process's persister picks it up).
         with contextlib.suppress(Exception):
