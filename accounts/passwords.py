@@ -13,14 +13,21 @@ class Passwords:
         self._decoy = self._hasher.hash("decoy password, never matches")
 
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hasher.hash, password)
+        return await anyio.to_thread.run_sync(self._hasher.hash, _encoded(password))
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         def check() -> bool:
             try:
-                return self._hasher.verify(password_hash or self._decoy, password)
+                return self._hasher.verify(password_hash or self._decoy, _encoded(password))
             except (VerificationError, InvalidHashError):
                 return False
 
         matched = await anyio.to_thread.run_sync(check)  # always pay the cost, even for a decoy
         return matched and password_hash is not None
+
+
+def _encoded(password: str) -> bytes:
+    """UTF-8, as argon2 encodes a str itself, except that a lone surrogate (which JSON can
+    carry) is kept rather than raising: a login with one is a wrong password, not a crash.
+    Registration refuses such passwords before they are hashed."""
+    return password.encode("utf-8", "surrogatepass")

@@ -1,5 +1,6 @@
 """Accounts: register, log in, look users up. Passwords are hashed with Argon2id."""
 
+import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -9,12 +10,12 @@ from pymongo.errors import DuplicateKeyError
 
 from accounts.errors import EmailTaken, InvalidCredentials
 from accounts.liveness import Liveness
+from accounts.password_rules import check_password, common_passwords
 from accounts.passwords import Passwords
 from accounts.tokens import TokenService
 from flashsale.errors import InvalidInput
 from models import Role, User
 
-PASSWORD_MIN, PASSWORD_MAX = 8, 128
 EMAIL_MAX = 254
 
 
@@ -33,9 +34,17 @@ def normalize_email(raw: str) -> str:
         raise InvalidInput("email", str(exc)) from None
 
 
-def check_password(password: str) -> None:
-    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-        raise InvalidInput("password", f"must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long")
+def login_key(email: str) -> str:
+    """Whom the per-account login limit counts: the e-mail as login looks it up (normalised,
+    so `Ann@Example.com ` and `ann@example.com` share one count), or, for text that is no
+    address, that text trimmed and in lower case. Hashed, so that no address is kept in
+    Redis and a key stays short whatever was sent. It depends on nothing but the text: an
+    address with an account and one without are counted alike."""
+    try:
+        address = normalize_email(email)
+    except InvalidInput:
+        address = email.strip().lower()
+    return hashlib.sha256(address.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class AccountService:
@@ -43,6 +52,7 @@ class AccountService:
         self.tokens = tokens
         self._passwords = passwords
         self.liveness = Liveness(self._disabled)
+        common_passwords()  # read the list now rather than during the first registration
 
     @staticmethod
     async def _disabled(user_ids: Collection[ObjectId]) -> dict[ObjectId, bool]:
@@ -53,7 +63,8 @@ class AccountService:
         return {user["_id"]: bool(user.get("disabled", False)) async for user in found}
 
     async def register(self, email: str, password: str, role: Role = Role.CUSTOMER) -> Session:
-        """Create a user and log it in. Raises InvalidInput, or EmailTaken (also when two
+        """Create a user and log it in. Raises InvalidInput (a malformed e-mail, or a
+        password that breaks accounts.password_rules), or EmailTaken (also when two
         registrations of one address race: the unique index decides)."""
         address = normalize_email(email)
         check_password(password)
@@ -65,7 +76,10 @@ class AccountService:
         return self._session(user)
 
     async def login(self, email: str, password: str) -> Session:
-        """Raises InvalidCredentials for an unknown e-mail or a wrong password alike."""
+        """Raises InvalidCredentials for an unknown e-mail, a disabled user or a wrong
+        password alike, after the same work: one lookup and one Argon2 verification (against
+        a decoy hash when no user has the address). A malformed address skips the lookup;
+        it cannot have an account, so that reveals nothing."""
         try:
             address = normalize_email(email)
         except InvalidInput:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     rate_limits_enabled: bool = True
     rate_limit_per_ip: str = "60/minute"
     rate_limit_reserve_per_user: str = "5/minute"
+    # Logins per e-mail address, from any client address (password guessing spread over
+    # many addresses); counted whether or not the address has an account.
+    rate_limit_login_per_email: str = "10/15 minutes"
     # Proxies (addresses or networks) whose X-Forwarded-For is believed. Empty: the peer
     # address is the client, whatever the headers say.
     trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
@@ -85,13 +88,17 @@ class Settings(BaseSettings):
             ]
         return value
 
-    @field_validator("rate_limit_per_ip", "rate_limit_reserve_per_user")
+    @field_validator(
+        "rate_limit_per_ip", "rate_limit_reserve_per_user", "rate_limit_login_per_email"
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         try:
-            parse(value)
+            rate = parse(value)
         except ValueError:
             raise ValueError(f"{value!r} is not a rate such as 60/minute or 5/second") from None
+        if rate.amount < 1:
+            raise ValueError(f"{value!r} allows nothing: give at least 1 per window")
         return value
 
     @model_validator(mode="after")

@@ -1,10 +1,10 @@
 """Rate limits shared by every API process: sliding windows (per client address, per user
-on the writes that take stock) and a per-caller query cost budget. Counts live in Redis;
-the transport (`graphql_api`) decides where each applies."""
+on the writes that take stock, per e-mail address on login) and a per-caller query cost
+budget. Counts live in Redis; the transport (`graphql_api`) decides where each applies."""
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -34,6 +34,18 @@ class RateLimits:
     per_user_write: SlidingWindow
     """Counted separately for each operation (`reserve:<user>`, `checkout:<user>`)."""
     cost: CostBucket
+    _windows: dict[tuple[str, str], SlidingWindow] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def window(self, name: str, rate: str) -> SlidingWindow:
+        """A further window (e.g. per account on login) on the same store, clock and breaker
+        as the others, made once per name and rate: for a quota that the transport reads
+        from settings."""
+        key = (name, rate)
+        if key not in self._windows:
+            self._windows[key] = self.per_ip.sibling(name, rate)
+        return self._windows[key]
 
 
 def build_rate_limits(

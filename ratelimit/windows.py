@@ -44,6 +44,10 @@ class SlidingWindow:
         self._limiter = limiter
         self._clock = clock
 
+    def sibling(self, name: str, rate: str) -> "SlidingWindow":
+        """Another window on the same store, clock and breaker."""
+        return SlidingWindow(self._limiter, name, rate, self._clock, self._breaker)
+
     @property
     def limit(self) -> int:
         return self.item.amount

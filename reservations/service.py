@@ -331,10 +331,12 @@ class ReservationEngine:
         return recorded if live is None and visible(recorded) else None
 
     async def _recorded_hold(self, rid: ReservationId) -> Hold | None:
-        document = await self._reservations.find_one(
-            {"_id": rid.hold_id, "product_id": rid.product_id}
-        )
-        return hold_from_document(document) if document else None
+        # By _id alone (any server answers that from its index), then the product compared
+        # here: a filter on both made SecantusDB scan the collection.
+        document = await self._reservations.find_one({"_id": rid.hold_id})
+        if document is None or document.get("product_id") != rid.product_id:
+            return None
+        return hold_from_document(document)
 
     async def _owned(self, rid: ReservationId, customer_id: ObjectId | None) -> Hold:
         """The hold, if the caller may see it (see `find`); else ReservationNotFound."""

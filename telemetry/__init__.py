@@ -44,7 +44,9 @@ CHECKOUTS = Counter(
 HOLDS_EXPIRED = Counter("flashsale_holds_expired_total", "Holds ended by the expiry loop")
 RATE_LIMITED = Counter(
     "flashsale_rate_limited_total",
-    "Calls refused by a rate limit: ip (per address), user (per-user writes), cost (budget)",
+    "Calls refused by a rate limit: ip (per address, HTTP requests and WebSocket operations), "
+    "user (per-user writes), cost (budget), login (per e-mail address), ws_operations "
+    "(operations in flight on one WebSocket)",
     ["limit"],
 )
 PERSISTED = Counter("flashsale_persisted_changes_total", "Change-log entries recorded in MongoDB")

@@ -3,6 +3,7 @@ from strawberry.types import Info
 
 from accounts.errors import AccountError
 from accounts.service import Session
+from graphql_api.accounts.limits import PerAccountLoginLimit
 from graphql_api.accounts.types import AuthPayload, User
 from graphql_api.common import problem
 from graphql_api.context import Context
@@ -21,7 +22,9 @@ class AccountMutations:
         except AccountError as error:
             return AuthPayload(errors=[problem(error)])
 
-    @strawberry.mutation(description="Sign in; returns a bearer token.")
+    @strawberry.mutation(
+        description="Sign in; returns a bearer token.", extensions=[PerAccountLoginLimit()]
+    )
     async def login(self, info: Info[Context, None], email: str, password: str) -> AuthPayload:
         try:
             return _payload(await info.context.services.accounts.login(email, password))

@@ -1,16 +1,20 @@
 """Register, log in, `me`, and every way a token can be wrong."""
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import jwt
 import pytest
 from bson import ObjectId
 
 from accounts.tokens import TokenService
 from flashsale.container import Services
+from flashsale.settings import ConfigurationError, load_settings
+from graphql_api.app import create_app
 from models import Role, User
-from tests.conftest import PASSWORD, GraphQL, error_codes
+from tests.conftest import PASSWORD, FrozenTime, GraphQL, error_codes, rate_limited
 
 REGISTER = """
 mutation Register($email: String!, $password: String!) {
@@ -168,3 +172,77 @@ async def test_non_bearer_authorization_is_unauthenticated(gql: GraphQL) -> None
         "/graphql", json={"query": ME}, headers={"Authorization": "Basic YWxhZGRpbjpvcGVu"}
     )
     assert error_codes(response.json()) == ["UNAUTHENTICATED"]
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("12345678", "password: is one of the most common passwords"),
+        ("Password", "password: is one of the most common passwords"),
+        (" " * 8, "password: must not be only whitespace"),
+        ("\x00" * 8, "password: must not contain control characters"),
+    ],
+)
+async def test_weak_passwords_are_refused_and_create_nobody(
+    gql: GraphQL, password: str, message: str
+) -> None:
+    body = await gql(REGISTER, {"email": "weak@example.com", "password": password})
+    assert body["data"] is None
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["extensions"]["field"] == "password"
+    assert body["errors"][0]["message"].startswith(message)
+    assert await User.count() == 0
+
+
+async def test_a_lone_surrogate_in_a_login_password_is_wrong_credentials(gql: GraphQL) -> None:
+    await gql(REGISTER, {"email": "sur@example.com", "password": PASSWORD})
+    # Escaped as JSON allows ("\ud800"): UTF-8 itself cannot carry a lone surrogate.
+    variables = {"email": "sur@example.com", "password": "x\ud800yz"}
+    response = await gql.http.post(
+        "/graphql",
+        content=json.dumps({"query": LOGIN, "variables": variables}),
+        headers={"content-type": "application/json"},
+    )
+    body = response.json()
+    assert body["data"]["login"]["errors"] == [{"code": "INVALID_CREDENTIALS", "field": None}]
+
+
+async def test_login_is_limited_per_email_from_any_address_with_or_without_account(
+    services: Services, frozen_time: FrozenTime
+) -> None:
+    limited = rate_limited(services, frozen_time, rate_limit_login_per_email="2/minute")
+    await limited.accounts.register("kim@example.com", PASSWORD)
+    refusals = []
+    for email in ("kim@example.com", "nobody@example.com"):
+        answers = []
+        for n, spelled in enumerate((email, f" {email.upper()}", email)):
+            app = create_app(limited.settings, limited)
+            transport = httpx.ASGITransport(app=app, client=(f"198.51.100.{n + 1}", 40_000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                answers.append(
+                    await GraphQL(http)(LOGIN, {"email": spelled, "password": "wrong password"})
+                )
+        assert [a["data"]["login"]["errors"][0]["code"] for a in answers[:2] if a["data"]] == [
+            "INVALID_CREDENTIALS"
+        ] * 2
+        assert answers[2]["data"] is None
+        assert error_codes(answers[2]) == ["RATE_LIMITED"]
+        refusals.append(answers[2]["errors"][0])
+    assert refusals[0]["message"] == refusals[1]["message"]
+    assert refusals[0]["extensions"] == refusals[1]["extensions"]
+    assert refusals[0]["extensions"]["limit"] == 2
+
+    frozen_time.advance(61)
+    app = create_app(limited.settings, limited)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as http:
+        body = await GraphQL(http)(LOGIN, {"email": "kim@example.com", "password": PASSWORD})
+    assert body["data"]["login"]["user"] == {"email": "kim@example.com", "role": "CUSTOMER"}
+
+
+def test_the_login_quota_is_validated() -> None:
+    with pytest.raises(ConfigurationError, match="RATE_LIMIT_LOGIN_PER_EMAIL"):
+        load_settings(rate_limit_login_per_email="often", _env_file=None)
+    with pytest.raises(ConfigurationError, match="RATE_LIMIT_LOGIN_PER_EMAIL"):
+        load_settings(rate_limit_login_per_email="0/minute", _env_file=None)
