@@ -1,3 +1,15 @@
-from flashsale.cli import main
+"""`python -m flashsale` and the `flashsale` command."""
 
-raise SystemExit(main())
+
+def run() -> int:
+    # Ctrl-C while the imports are still running ends the command quietly too.
+    try:
+        from flashsale.cli import main
+
+        return main()
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

@@ -271,7 +271,11 @@ def run_bench(
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, server)
+        try:
+            _wait_ready(url, server)
+        except RuntimeError as exc:  # the server's own stderr has said why
+            print(f"flashsale bench: {exc}", file=sys.stderr)  # noqa: T201
+            return 1
         print(  # noqa: T201
             f"flashsale bench: {requests} requests per phase, {concurrency} concurrent clients, "
             f"stock {stock}, {workers} API process(es), rate limits "

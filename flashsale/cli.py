@@ -8,15 +8,19 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
 from flashsale.embedded import EmbeddedError, EmbeddedServers, running_endpoints, start_embedded
+from flashsale.errors import StoreUnreachable
 from flashsale.logs import configure_logging, log_config
 from flashsale.settings import ConfigurationError, Settings, load_settings
 
 logger = logging.getLogger("flashsale")
+T = TypeVar("T")
 GRACEFUL_SHUTDOWN_SECONDS = 10
 # Longer than clients' and load balancers' idle timeouts (typically 5 to 60 s), so the
 # client always closes an idle connection first. With equal timeouts (uvicorn's default is
@@ -35,6 +39,10 @@ def resolved_settings(settings: Settings, *, may_reuse: bool) -> Iterator[Settin
         yield settings
         return
     servers: EmbeddedServers | None = None
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmbeddedError(f"DATA_DIR {settings.data_dir}: {exc.strerror or exc}") from None
     try:
         servers = start_embedded(
             settings.data_dir, redis=not settings.redis_url, mongo=not settings.mongodb_uri
@@ -57,54 +65,146 @@ def resolved_settings(settings: Settings, *, may_reuse: bool) -> Iterator[Settin
             servers.stop()
 
 
-class _Stop(Exception):
-    """SIGTERM or SIGINT: stop serving and clean up."""
+class _Stop(KeyboardInterrupt):
+    """SIGTERM or SIGINT: stop serving and clean up.
+
+    A KeyboardInterrupt, so that it unwinds like Ctrl-C from wherever the signal lands: no
+    library's `except Exception` swallows it, and asyncio lets it out of its callbacks and
+    tasks (it logs and drops any other exception raised there, so a signal during start-up
+    was lost and the server came up anyway)."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop
 
 
+def _interruptible(work: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(work), where SIGINT or SIGTERM cancels `work` (its cleanup runs) and then
+    raises _Stop. A signal that raised inside the event loop would land in whatever task
+    runs at that moment, such as one of PyMongo's monitors."""
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        signalled: list[int] = []
+
+        def stop(signum: int) -> None:
+            signalled.append(signum)
+            task.cancel()
+
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, stop, signum)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if signalled:
+                raise _Stop from None
+            raise
+        finally:
+            for signum in STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
+                signal.signal(signum, _raise_stop)
+
+    return asyncio.run(main())
+
+
+async def _before_serving(live: Settings, *, demo: bool) -> None:
+    """The stores answer (or StoreUnreachable ends the command in one line), and on the
+    embedded default the demo data is complete (an interrupted seed is finished) and its
+    accounts are announced."""
+    from flashsale.container import build_services
+    from seed.demo import demo_accounts, seed_on_first_start
+
+    services = await build_services(live)
+    try:
+        if demo:
+            report = await seed_on_first_start(services)
+            if report is not None:
+                print(f"flashsale: demo data loaded\n{report.describe()}", flush=True)  # noqa: T201
+            print(await demo_accounts(services), flush=True)  # noqa: T201
+    finally:
+        await services.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else happens (raises OSError)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)  # the worker processes accept on it too
+    return sock
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    # uvicorn shuts down gracefully on these signals and then re-raises them with the
-    # handler it found; this one makes that re-raise unwind through our cleanup (which
-    # stops the embedded servers) instead of killing the process on the spot.
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGINT, _raise_stop)
-
-    from seed.demo import seed_if_empty
-
-    with contextlib.suppress(_Stop), resolved_settings(settings, may_reuse=False) as live:
-        # Workers are separate processes: they read the endpoints from the environment.
-        os.environ["MONGODB_URI"] = str(live.mongodb_uri)
-        os.environ["REDIS_URL"] = str(live.redis_url)
-        if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            # /metrics on any worker then adds up all of them (see telemetry/).
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="flashsale-metrics-")
-        if settings.mongodb_uri is None:
-            asyncio.run(seed_if_empty(live))
-        base = f"http://{args.host}:{args.port}"
+    # Listen first: nothing is started, seeded or announced for an address this process
+    # cannot have (another server on the port, a host that does not resolve).
+    try:
+        sock = _listen(settings.host, settings.port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         print(  # noqa: T201
-            f"flashsale: the store at {base}/ , the admin dashboard at {base}/admin ,\n"
-            f"flashsale: the GraphQL API and GraphiQL at {base}/graphql",
-            flush=True,
+            f"flashsale: cannot listen on {settings.host}:{settings.port}: {reason}",
+            file=sys.stderr,
         )
-        uvicorn.run(
-            "flashsale.asgi:create",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=settings.log_level.lower(),
-            log_config=log_config(settings.log_level, settings.log_format),
-            proxy_headers=False,
-            ws="websockets-sansio",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        )
-    return 0
+        return 1
+    # uvicorn shuts down gracefully on these signals and then re-raises them with the
+    # handler it found; this one makes that re-raise (or a signal during start-up) unwind
+    # through our cleanup, which stops the embedded servers, without a traceback.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _raise_stop)
+    try:
+        with resolved_settings(settings, may_reuse=False) as live:
+            # Workers are separate processes: they read the endpoints from the environment.
+            os.environ["MONGODB_URI"] = str(live.mongodb_uri)
+            os.environ["REDIS_URL"] = str(live.redis_url)
+            if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                # /metrics on any worker then adds up all of them (see telemetry/).
+                os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+                    prefix="flashsale-metrics-"
+                )
+            _interruptible(_before_serving(live, demo=settings.mongodb_uri is None))
+            base = f"http://{settings.host}:{sock.getsockname()[1]}"
+            print(  # noqa: T201
+                f"flashsale: the store at {base}/ , the admin dashboard at {base}/admin ,\n"
+                f"flashsale: the GraphQL API and GraphiQL at {base}/graphql",
+                flush=True,
+            )
+            config = uvicorn.Config(
+                "flashsale.asgi:create",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                workers=settings.workers,
+                log_level=settings.log_level.lower(),
+                log_config=log_config(settings.log_level, settings.log_format),
+                proxy_headers=False,
+                ws="websockets-sansio",
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            )
+            if settings.workers > 1:
+                Multiprocess(config, sockets=[sock]).run()
+                return 0
+            server = uvicorn.Server(config)
+            server.run(sockets=[sock])
+            return 0 if server.started else 1
+    except _Stop:
+        return 0
+    finally:
+        sock.close()
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -211,9 +311,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the API (embedded servers by default)")
-    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    serve.add_argument("--host", help="address to listen on (default HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default PORT, 8000)")
+    serve.add_argument("--workers", type=int, help="API processes (default WORKERS, 1)")
     serve.set_defaults(handler=_serve)
 
     worker = commands.add_parser(
@@ -286,19 +386,28 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Options given on the command line are settings too, validated with the rest.
+    given = {
+        name: value
+        for name in ("host", "port", "workers")
+        if args.command == "serve" and (value := getattr(args, name, None)) is not None
+    }
     try:
-        settings = load_settings()
+        settings = load_settings(**given)
     except ConfigurationError as exc:
         print(f"flashsale: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    if getattr(args, "workers", 1) < 1 or getattr(args, "orders", 0) < 0:
+    if (getattr(args, "workers", None) or 1) < 1 or getattr(args, "orders", 0) < 0:
         print("flashsale: --workers must be >= 1 and --orders >= 0", file=sys.stderr)  # noqa: T201
         return 2
     try:
         return int(args.handler(args, settings))
     except EmbeddedError as exc:
         print(f"flashsale: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    except StoreUnreachable as exc:
+        print(f"flashsale: cannot start: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     except KeyboardInterrupt:
         return 130

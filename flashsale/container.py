@@ -8,13 +8,16 @@ from typing import Any, cast
 
 from beanie import init_beanie
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from accounts.passwords import Passwords
 from accounts.service import AccountService
 from accounts.tokens import TokenService
 from catalog.service import CatalogService
+from flashsale.errors import StoreUnreachable
 from flashsale.settings import Settings
 from models import DOCUMENT_MODELS, LEGACY_INDEXES
 from ratelimit import RateLimits, build_rate_limits
@@ -26,6 +29,14 @@ from reservations.service import ReservationEngine
 READY_TIMEOUT_SECONDS = 2.0
 CLOSE_STEP_TIMEOUT_SECONDS = 10.0
 logger = logging.getLogger("flashsale")
+
+
+def _reason(exc: Exception) -> str:
+    """The first clause of a driver's error: PyMongo's go on with timeouts and a topology."""
+    text = str(exc) or type(exc).__name__
+    for tail in (" (configured timeouts", ", Timeout:", ", full error:"):
+        text = text.split(tail, 1)[0]
+    return text
 
 
 @dataclass
@@ -127,9 +138,19 @@ async def build_services(settings: Settings) -> Services:
     mongo: AsyncMongoClient = AsyncMongoClient(  # type: ignore[type-arg]
         settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=3_000
     )
-    await init_beanie(database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS)
-    await drop_legacy_indexes(mongo[settings.mongodb_db])
+    try:
+        await init_beanie(database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS)
+        await drop_legacy_indexes(mongo[settings.mongodb_db])
+    except PyMongoError as exc:
+        await mongo.close()
+        raise StoreUnreachable(f"MongoDB (MONGODB_URI): {_reason(exc)}") from None
     redis = redis_client(settings.redis_url, cluster=settings.redis_cluster)
+    try:
+        await redis.ping()
+    except RedisError as exc:
+        await mongo.close()
+        await redis.aclose()
+        raise StoreUnreachable(f"Redis (REDIS_URL): {_reason(exc)}") from None
     tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_seconds)
     database = mongo[settings.mongodb_db]
     engine = ReservationEngine(

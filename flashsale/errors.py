@@ -11,3 +11,8 @@ class InvalidInput(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class StoreUnreachable(Exception):
+    """MongoDB or Redis refused or did not answer while the services were built. Its message
+    is one line for the console and holds no credentials."""

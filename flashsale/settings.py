@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     # REDIS_URL names any node of a Redis Cluster (every script touches one hash slot).
     redis_cluster: bool = False
     data_dir: Path = Path(".flashsale")
+    # Where `flashsale serve` listens, and how many API processes it runs.
+    host: str = Field(default="127.0.0.1", pattern=r"^[A-Za-z0-9.:_\[\]-]{1,253}$")
+    port: int = Field(default=8000, ge=1, le=65_535)
+    workers: int = Field(default=1, ge=1, le=64)
 
     reservation_ttl_seconds: int = Field(default=600, ge=5, le=86_400)
     # Expiry, change-log persister and checkout recovery in this process (any number of
@@ -111,6 +116,24 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _usable_folder(cls, value: Path) -> Path:
+        """A folder that exists and is writable, or that could be made in a writable one
+        (nothing is created here)."""
+        if value.exists():
+            if not value.is_dir():
+                raise ValueError(f"{value} is not a folder")
+            if not os.access(value, os.W_OK | os.X_OK):
+                raise ValueError(f"{value} is not writable")
+            return value
+        parent = value.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise ValueError(f"{value} cannot be created: {parent} is not a writable folder")
+        return value
 
     @field_validator("admin_email")
     @classmethod

@@ -4,7 +4,6 @@ Historical orders (`--orders N`) go to products of past sales, so they never eat
 live demo stock, and each of those products' `sold` is set to the sum of its orders.
 """
 
-import asyncio
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,7 +39,6 @@ PAST_SALES = [
 ]
 HISTORY_DAYS = 30
 BATCH = 1_000
-STARTUP_ATTEMPTS = 20
 
 
 @dataclass
@@ -55,8 +53,7 @@ class SeedReport:
         lines = [
             f"admin: {self.admin_email} ({'created' if self.admin_created else 'already there'};"
             " password from ADMIN_PASSWORD)",
-            f"customers: {', '.join(CUSTOMERS)} (password {CUSTOMER_PASSWORD!r});"
-            f" {self.customers_created} created",
+            f"customers: {', '.join(CUSTOMERS)}; {self.customers_created} created",
             f"demo products: {self.products_created} created, "
             f"{len(DEMO_PRODUCTS) - self.products_created} already there",
         ]
@@ -217,42 +214,45 @@ async def seed_history(customers: list[User], orders: int, rng: random.Random) -
     }
 
 
-async def _connected(settings: Settings) -> Services:
-    """Build the services, waiting (bounded) for the databases to come up."""
-    delay = 0.25
-    for attempt in range(1, STARTUP_ATTEMPTS + 1):
-        services = None
-        try:
-            services = await build_services(settings)
-            await services.mongo.admin.command("ping")
-            await services.redis.ping()
-            return services
-        except Exception:
-            if services is not None:
-                await services.close()
-            if attempt == STARTUP_ATTEMPTS:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 3.0)
-    raise AssertionError("unreachable")
-
-
 async def run_seed(settings: Settings, *, orders: int = 0) -> SeedReport:
-    services = await _connected(settings)
+    services = await build_services(settings)
     try:
         return await seed(services, orders=orders)
     finally:
         await services.close()
 
 
-async def seed_if_empty(settings: Settings) -> SeedReport | None:
-    """First start of the embedded default: load the demo data once."""
-    services = await _connected(settings)
-    try:
-        if await User.find_one() is not None or await Product.find_one() is not None:
-            return None
-        report = await seed(services)
-        print(report.describe(), flush=True)  # noqa: T201
-        return report
-    finally:
-        await services.close()
+SEEDED = {"_id": "demo_seed"}  # in the `meta` collection, written once the seed is complete
+
+
+async def seed_on_first_start(services: Services) -> SeedReport | None:
+    """The embedded default: load the demo data until it has once been loaded completely.
+    The seed is a series of upserts and its marker is written last, so a start interrupted
+    mid-seed leaves a folder that the next start completes. Returns None when it was
+    already done."""
+    meta = services.mongo[services.settings.mongodb_db]["meta"]
+    if await meta.find_one(SEEDED) is not None:
+        return None
+    report = await seed(services)
+    await meta.update_one(SEEDED, {"$set": {"at": utcnow()}}, upsert=True)
+    return report
+
+
+async def demo_accounts(services: Services) -> str:
+    """Which demo accounts exist, for the start-up banner; their passwords only in
+    development mode."""
+    settings = services.settings
+    found = {user.email async for user in User.find({"email": {"$in": CUSTOMERS}})}
+    admin = await User.find_one(User.email == settings.admin_email)
+    shown = settings.is_development
+    lines = []
+    if admin is not None:
+        secret = (
+            f"password {settings.admin_password!r}" if shown else "password from ADMIN_PASSWORD"
+        )
+        lines.append(f"flashsale: admin {admin.email} ({secret})")
+    customers = [email for email in CUSTOMERS if email in found]
+    if customers:
+        secret = f" (password {CUSTOMER_PASSWORD!r})" if shown else ""
+        lines.append(f"flashsale: demo customers {', '.join(customers)}{secret}")
+    return "\n".join(lines)

@@ -23,9 +23,23 @@ from flashsale.embedded import EmbeddedServers, start_embedded
 from flashsale.settings import Settings, load_settings
 from graphql_api.app import create_app
 from models import DOCUMENT_MODELS, Role, User
+from tests.processes import CHILDREN
 
 ADMIN_EMAIL = "admin@test.example"
 PASSWORD = "correct horse battery"
+SERVER_LOG_LINES = 200
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failing test's report ends with the last lines each server it used printed: a
+    storm that fails shows why the server answered as it did."""
+    report = yield
+    if report.failed:
+        for child in [child for child in list(CHILDREN) if child.seen_since(call.start)]:
+            tail = "\n".join(child.output().splitlines()[-SERVER_LOG_LINES:])
+            report.sections.append((f"output of {' '.join(child.process.args[2:])}", tail))
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,8 @@ from flashsale.worker import READY_LINE
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
+# A failing test's report shows what the children printed (see conftest).
+CHILDREN: "weakref.WeakSet[ChildProcess]" = weakref.WeakSet()
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -43,11 +46,17 @@ class ChildProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        self.stopped_at: float | None = None  # time.time(), like pytest's CallInfo.start
+        CHILDREN.add(self)
         self._wait_ready()
         self.tree = psutil.Process(self.process.pid).children(recursive=True)
 
     def ready(self) -> bool:
         raise NotImplementedError
+
+    def seen_since(self, moment: float) -> bool:
+        """Running, or stopped since `moment`."""
+        return self.stopped_at is None or self.stopped_at >= moment
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -72,6 +81,7 @@ class ChildProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop it with `sig`; asserts that every process it started is gone too."""
+        self.stopped_at = self.stopped_at or time.time()
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
@@ -145,10 +155,6 @@ def running(
         for _ in range(count):
             started.append(kind(env))
         yield started
-    except BaseException:
-        for process in started:  # shown by pytest with the failure
-            print(f"--- output of {process.process.args}:\n{process.output()[-20_000:]}")  # noqa: T201
-        raise
     finally:
         for process in started:
             process.stop()
