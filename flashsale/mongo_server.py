@@ -7,9 +7,11 @@ stops when the process that started it dies (its parent id changes).
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from types import FrameType
@@ -53,8 +55,19 @@ def main() -> int:
         while not _stop_requested and os.getppid() == parent:
             time.sleep(0.2)
     finally:
+        _wake_accept(server)
         server.stop()
     return 0
+
+
+def _wake_accept(server: SecantusDBServer) -> None:
+    """SecantusDB's stop() closes the listening socket and waits up to 2 s for its accept
+    thread, but on Linux a close does not wake a thread blocked in accept(); a shutdown of
+    the socket does, so the server stops at once instead of after that wait."""
+    listening = getattr(server, "_socket", None)
+    if isinstance(listening, socket.socket):
+        with contextlib.suppress(OSError):
+            listening.shutdown(socket.SHUT_RDWR)
 
 
 if __name__ == "__main__":
