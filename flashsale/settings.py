@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     introspection_enabled: bool = True
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Operations in flight at once on one WebSocket (subscriptions, queries, mutations); on
+    # whether or not the rate limits are.
+    ws_max_operations: int = Field(default=20, ge=1, le=1_000)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_format: str = Field(default="text", pattern=r"^(text|json)$")
 

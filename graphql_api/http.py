@@ -3,28 +3,35 @@
 Strawberry answers only `application/json` and reports transport errors as plain text. This
 view adds `application/graphql-response+json` (with 4xx statuses and no `data` for requests
 that fail before execution), 406 for unacceptable Accept headers, and JSON errors with a code
-for every refusal.
+for every refusal: strict JSON bodies (no NaN, no numbers a double or Python's int
+conversion cannot hold, no lone surrogates, at most 64 deep), and operation types by
+transport (queries over GET, queries and mutations over POST, subscriptions only over the
+WebSocket).
 """
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.types import QueryParams
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 
 from flashsale.container import Services
 from graphql_api.context import Context
 from graphql_api.errors import ApiError
 from graphql_api.graphiql import GRAPHIQL_HTML
+from graphql_api.json_body import decode_json_strictly
+from graphql_api.ws import LimitedTransportWSHandler
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
@@ -59,6 +66,16 @@ def negotiate(accept: str | None) -> str | None:
     return best[2] if best else None
 
 
+_SERVED_OPERATIONS = {
+    "GET": frozenset({OperationType.QUERY}),
+    "POST": frozenset({OperationType.QUERY, OperationType.MUTATION}),
+}
+SUBSCRIPTIONS_NEED_A_WEBSOCKET = (
+    "subscriptions are served over a WebSocket at /graphql (subprotocol graphql-transport-ws), "
+    "not over HTTP"
+)
+
+
 def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
     return JSONResponse(
         {"errors": [{"message": message, "extensions": {"code": code}}]},
@@ -89,6 +106,8 @@ def _refused_retry_after(response: object) -> int | None:
 
 
 class GraphQLView(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = LimitedTransportWSHandler
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -112,10 +131,7 @@ class GraphQLView(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     def parse_json(self, data: str | bytes) -> Any:
-        try:
-            parsed = self.decode_json(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise HTTPException(400, "Unable to parse request body as JSON") from exc
+        parsed = decode_json_strictly(data, "request body")
         # Strawberry assumes an object (or a list of them, for batches) and fails with a 500
         # on anything else.
         items = parsed if isinstance(parsed, list) else [parsed]
@@ -123,14 +139,53 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(400, "The request body must be a JSON object")
         return parsed
 
-    async def execute_single(self, *args: Any, **kwargs: Any) -> Any:
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
+        # Strawberry decodes these with parse_json, whose object check speaks of the body;
+        # its own checks then say what is wrong with `variables` or `extensions`.
+        parsed: dict[str, Any] = dict(params)
+        for name in ("variables", "extensions"):
+            if parsed.get(name):
+                parsed[name] = decode_json_strictly(parsed[name], f"`{name}`")
+        return parsed
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """Strawberry's, with the operation types each method serves here: queries over
+        GET, queries and mutations over POST. Strawberry would also run a subscription over
+        HTTP (it streams them only with a streaming protocol configured, which this view
+        has not) and fail on the async generator its resolver returns."""
+        method = request_adapter.method
+        allowed = _SERVED_OPERATIONS[method]
+        if method == "GET" and not self.allow_queries_via_get:
+            allowed = frozenset()
+        if not isinstance(request_data.operation_name, str | None):
+            raise HTTPException(400, "The GraphQL operation's `operationName` must be a string")
         try:
-            return await super().execute_single(*args, **kwargs)
-        except HTTPException as exc:
-            # A mutation sent over GET: the specification asks for 405, Strawberry says 400.
-            if isinstance(exc.__cause__, InvalidOperationTypeError):
-                raise HTTPException(405, exc.reason) from exc
-            raise
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as exc:
+            raise HTTPException(400, exc.as_http_error_reason()) from exc
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type is OperationType.SUBSCRIPTION:
+                raise HTTPException(400, SUBSCRIPTIONS_NEED_A_WEBSOCKET) from exc
+            # A mutation sent over GET: the specification asks for 405.
+            raise HTTPException(405, exc.as_http_error_reason(method)) from exc
+        except MissingQueryError as exc:
+            raise HTTPException(400, "No GraphQL query found in the request") from exc
 
     def _wants_ide(self, request: Request) -> bool:
         return (

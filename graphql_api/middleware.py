@@ -4,6 +4,7 @@ import json
 import logging
 from collections.abc import Sequence
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graphql_api.request_id import adopt_request_id
@@ -44,7 +45,8 @@ def json_error(
 class RequestGuard:
     """Tags each request with an X-Request-ID, refuses bodies over `max_bytes` with 413
     (before the application reads them whole), and turns any unhandled exception into a
-    JSON 500 that carries the request id instead of a traceback."""
+    JSON 500 that carries the request id instead of a traceback. A client that hangs up
+    before its body has arrived is no error of ours: one INFO line, and no answer."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -92,6 +94,13 @@ class RequestGuard:
         except _BodyTooLarge:
             if not started:
                 await self._refuse(send, request_id)
+        except ClientDisconnect:
+            logger.info(
+                "client disconnected before its request body arrived (%s %s, request %s)",
+                scope["method"],
+                scope["path"],
+                request_id,
+            )
         except Exception:
             logger.exception("unhandled error (request %s)", request_id)
             if not started:

@@ -1,5 +1,6 @@
 """The per-address limit on the API (`/graphql` over HTTP, and WebSocket handshakes), as ASGI
-middleware.
+middleware. Each operation sent over an open WebSocket is counted in the same window, by
+`address_window` (see graphql_api.ws).
 
 Every answer carries the IETF RateLimit / RateLimit-Policy fields, so clients can pace
 themselves before they are refused; a refused request gets 429 with Retry-After. Nothing
@@ -27,6 +28,45 @@ POLICY = "ip"
 _UNAVAILABLE_LOG_INTERVAL_SECONDS = 10.0
 
 
+class _EveryFewSeconds:
+    """Says yes at most once per interval: Redis away must not log on every request."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last = -interval
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
+
+
+_log_unavailable_now = _EveryFewSeconds(_UNAVAILABLE_LOG_INTERVAL_SECONDS)
+
+
+async def address_window(limits: RateLimits, address: str) -> WindowDecision | None:
+    """Count one request from `address` (as `client_address` found it) in its window; None
+    when nothing was counted: the limits are off, or Redis does not answer (then the
+    request goes through, as explained on IpRateLimit)."""
+    if not limits.enabled:
+        return None
+    try:
+        return await limits.per_ip.hit(rate_key(address))
+    except RateLimitUnavailable as exc:
+        if _log_unavailable_now():
+            logger.warning("rate limits unavailable, letting requests through: %s", exc)
+        return None
+
+
+def refusal_message(decision: WindowDecision) -> str:
+    return (
+        f"too many requests from this address (at most {decision.limit} per "
+        f"{decision.window_seconds} s): retry in {decision.retry_after} s"
+    )
+
+
 def rate_limit_headers(decision: WindowDecision) -> list[tuple[bytes, bytes]]:
     headers = [
         (b"ratelimit-policy", f'"{POLICY}";q={decision.limit};w={decision.window_seconds}'),
@@ -46,7 +86,6 @@ class IpRateLimit:
     def __init__(self, app: ASGIApp, trusted_proxies: Sequence[Network]) -> None:
         self.app = app
         self.trusted_proxies = tuple(trusted_proxies)
-        self._last_unavailable_log = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -55,13 +94,10 @@ class IpRateLimit:
         address = client_address(scope, self.trusted_proxies)
         remember(scope, address)
         limits: RateLimits = scope["app"].state.services.rate_limits
-        if not limits.enabled or scope["path"] not in LIMITED_PATHS:
-            await self.app(scope, receive, send)
-            return
-        try:
-            decision = await limits.per_ip.hit(rate_key(address))
-        except RateLimitUnavailable as exc:
-            self._log_unavailable(exc)
+        decision = None
+        if scope["path"] in LIMITED_PATHS:
+            decision = await address_window(limits, address)
+        if decision is None:
             await self.app(scope, receive, send)
             return
         headers = rate_limit_headers(decision)
@@ -93,17 +129,10 @@ class IpRateLimit:
         for message in json_error(
             429,
             "RATE_LIMITED",
-            f"too many requests from this address (at most {decision.limit} per "
-            f"{decision.window_seconds} s): retry in {decision.retry_after} s",
+            refusal_message(decision),
             headers=headers,
             response=response,
             retryAfter=decision.retry_after,
             requestId=current_request_id(),
         ):
             await send(message)
-
-    def _log_unavailable(self, exc: RateLimitUnavailable) -> None:
-        now = time.monotonic()
-        if now - self._last_unavailable_log >= _UNAVAILABLE_LOG_INTERVAL_SECONDS:
-            self._last_unavailable_log = now
-            logger.warning("rate limits unavailable, letting requests through: %s", exc)

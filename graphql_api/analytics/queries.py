@@ -1,13 +1,24 @@
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
 from analytics.sales import sales_stats
+from flashsale.errors import InvalidInput
 from graphql_api.analytics.types import SalesStats
 from graphql_api.context import Context
 from graphql_api.permissions import IsAdmin
+
+# The range is cut into UTC days, and the day after the last one must exist too.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _within_the_calendar(field: str, moment: datetime) -> None:
+    # Naive datetimes are refused by the range check, which says why.
+    if moment.tzinfo is not None and not EARLIEST <= moment <= LATEST:
+        raise InvalidInput(field, "must be from 0001-01-01 to 9999-12-31T00:00:00Z, in UTC")
 
 
 @strawberry.type
@@ -24,5 +35,7 @@ class AnalyticsQueries:
         to: datetime,
         top: Annotated[int, strawberry.argument(description="1 to 50.")] = 5,
     ) -> SalesStats:
+        _within_the_calendar("from", from_)
+        _within_the_calendar("to", to)
         database = info.context.services.mongo[info.context.services.settings.mongodb_db]
         return SalesStats.from_stats(await sales_stats(database, from_, to, top))

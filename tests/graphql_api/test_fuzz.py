@@ -1,8 +1,12 @@
 """A fuzzing pass over the whole schema against a real server process: queries and
 mutations generated from the schema (valid ones, and invalid ones in hypothesis-graphql's
-negative mode), sent anonymously, as a customer and as an admin. No answer may be a 500,
-carry a traceback, or hide an unexpected error (INTERNAL_SERVER_ERROR)."""
+negative mode), sent anonymously, as a customer and as an admin; then the transport itself:
+JSON bodies and GET parameters with random structures, numbers JSON cannot hold or Python
+reads badly (1e400, NaN, 5,000 digits), strings that are no Unicode text, deep nesting and
+wrong types in every field. No answer may be a 500, carry a traceback, or hide an
+unexpected error (INTERNAL_SERVER_ERROR); every refusal is JSON with a code."""
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -42,7 +46,7 @@ def server(servers: dict[str, str], settings: Any) -> Iterator[ServerProcess]:
 def _signed_in(services: Services, role: Role) -> str:
     """A token of a real user (the test is synchronous: a blocking client writes it)."""
     settings = services.settings
-    with pymongo.MongoClient(str(settings.mongodb_uri)) as client:
+    with pymongo.MongoClient(str(settings.mongodb_uri), document_class=dict) as client:
         user_id = (
             client[settings.mongodb_db]["users"]
             .insert_one(
@@ -56,10 +60,14 @@ def _signed_in(services: Services, role: Role) -> str:
 def _check(response: httpx.Response) -> None:
     assert response.status_code < 500, response.text
     assert "Traceback" not in response.text
+    assert response.headers["content-type"].startswith("application/json"), response.text
     body = response.json()
+    assert isinstance(body, dict), body
     codes = [error.get("extensions", {}).get("code") for error in body.get("errors") or []]
     assert all(codes), body
     assert "INTERNAL_SERVER_ERROR" not in codes, body
+    if response.status_code >= 400:
+        assert codes, body
 
 
 @pytest.mark.parametrize("mode", [Mode.POSITIVE, Mode.NEGATIVE], ids=["valid", "invalid"])
@@ -82,5 +90,144 @@ def test_generated_operations_never_fail_the_server(
         def fuzz(query: str, token: str | None) -> None:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             _check(http.post("/graphql", json={"query": query}, headers=headers))
+
+        fuzz()
+
+
+# Raw JSON text, so the bodies can hold what json.dumps would never write.
+ODD_SCALARS = [
+    *("1e400", "-1e400", "1E-400", "-0", "-0.0", "0e0", "2147483648", "-2147483649"),
+    *("1" + "0" * 4299, "9" * 4301, "-" + "9" * 5000, "NaN", "Infinity", "-Infinity"),
+    *(r'"\ud800"', r'"x\udfff"', r'"\ud83d\ude00"', r'"\u0000"', '"' + "x" * 5000 + '"'),
+    *('"2026-03-01T00:00:00Z"', '"9999-12-31T23:59:59Z"', '"0001-01-01T00:00:00+01:00"'),
+    *('"19.99"', '"1e400"', '"000000000000000000000000"', "[]", "{}"),
+]
+KEYS = ["first", "after", "onSale", "id", "input", "from", "to", "top", "ids", "name", "price"]
+KEYS += ["totalStock", "description", "maxPerCustomer", "holdSeconds", "saleStartsAt"]
+_scalars = st.one_of(
+    st.sampled_from(ODD_SCALARS),
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20)).map(
+        json.dumps
+    ),
+)
+_keys = st.one_of(st.sampled_from(KEYS), st.text(max_size=8)).map(json.dumps)
+FRAGMENTS = st.recursive(
+    _scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4).map(lambda items: "[" + ",".join(items) + "]"),
+        st.lists(st.tuples(_keys, children), max_size=5).map(
+            lambda pairs: "{" + ",".join(f"{k}:{v}" for k, v in pairs) + "}"
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+def _deep(most: int) -> st.SearchStrategy[str]:
+    """Arrays or objects nested 50 to `most` deep."""
+    return st.tuples(st.integers(50, most), st.sampled_from(["[", '{"a":'])).map(
+        lambda spec: spec[1] * spec[0] + "1" + ("]" if spec[1] == "[" else "}") * spec[0]
+    )
+
+
+VALUES = st.one_of(FRAGMENTS, _deep(30_000))
+OPERATIONS = [
+    "query P($first: Int, $after: String, $onSale: Boolean) "
+    "{ products(first: $first, after: $after, onSale: $onSale) { totalCount } }",
+    "query O($id: ID!) { product(id: $id) { name available } }",
+    "mutation C($input: ProductInput!) "
+    "{ createProduct(input: $input) { product { id } errors { code } } }",
+    "query S($from: DateTime!, $to: DateTime!, $top: Int) "
+    "{ salesStats(from: $from, to: $to, top: $top) { totals { orders } byDay { day } } }",
+    "subscription W($ids: [ID!]!) { stockChanged(productIds: $ids) { available } }",
+    "query A { __typename } query B { __typename }",
+    "{ __typename }",
+]
+
+
+@st.composite
+def _variables(draw: st.DrawFn) -> str:
+    pairs = draw(st.lists(st.tuples(_keys, VALUES), max_size=4))
+    return "{" + ",".join(f"{k}:{v}" for k, v in pairs) + "}"
+
+
+@st.composite
+def _request_fields(draw: st.DrawFn) -> dict[str, str]:
+    """The raw JSON text of each field sent, right or wrong, or absent."""
+    right = {
+        "query": st.sampled_from(OPERATIONS).map(json.dumps),
+        "variables": _variables(),
+        "operationName": st.sampled_from(["A", "B", "P", "nope"]).map(json.dumps),
+        "extensions": st.just("{}"),
+    }
+    fields = {}
+    for name, value in right.items():
+        choice = draw(st.sampled_from(["right", "right", "wrong", "absent"]))
+        if choice != "absent":
+            fields[name] = draw(value if choice == "right" else VALUES)
+    return fields
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["request", "request", "request", "value", "bytes"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=100))
+    if kind == "value":
+        return draw(VALUES).encode()
+    fields = draw(_request_fields())
+    return ("{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in fields.items()) + "}").encode()
+
+
+def _fuzz_settings(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.data_too_large,
+        ],
+    )
+
+
+def test_generated_json_bodies_never_fail_the_server(
+    server: ServerProcess, services: Services
+) -> None:
+    tokens = [None, _signed_in(services, Role.ADMIN)]
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+
+        @_fuzz_settings(300)
+        @given(body=_bodies(), token=st.sampled_from(tokens))
+        def fuzz(body: bytes, token: str | None) -> None:
+            headers = {"content-type": "application/json"}
+            if token:
+                headers["authorization"] = f"Bearer {token}"
+            _check(http.post("/graphql", content=body, headers=headers))
+
+        fuzz()
+
+
+def test_generated_query_parameters_never_fail_the_server(
+    server: ServerProcess, services: Services
+) -> None:
+    tokens = [None, _signed_in(services, Role.ADMIN)]
+    # Short enough for any HTTP server's request line (uvicorn's h11 takes 64 KiB of head).
+    short = st.one_of(FRAGMENTS.filter(lambda text: len(text) < 8_000), _deep(1_500))
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+
+        @_fuzz_settings(150)
+        @given(
+            query=st.one_of(st.sampled_from(OPERATIONS), st.text(max_size=30)),
+            others=st.dictionaries(
+                st.sampled_from(["variables", "operationName", "extensions"]), short
+            ),
+            token=st.sampled_from(tokens),
+        )
+        def fuzz(query: str, others: dict[str, str], token: str | None) -> None:
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            response = http.get("/graphql", params={"query": query, **others}, headers=headers)
+            _check(response)
 
         fuzz()

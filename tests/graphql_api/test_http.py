@@ -13,6 +13,13 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 QUERY = "{ products(first: 1) { totalCount } }"
 
 
+def _nested(depth: int, kind: str = "array") -> bytes:
+    """A JSON value `depth` arrays (or objects) deep."""
+    if kind == "array":
+        return b"[" * depth + b"]" * depth
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
 async def test_application_json_is_the_default(client: httpx.AsyncClient) -> None:
     response = await client.post("/graphql", json={"query": QUERY})
     assert response.status_code == 200
@@ -112,6 +119,36 @@ async def test_mutations_over_get_are_405(client: httpx.AsyncClient) -> None:
         (b"{ __typename }", "text/plain"),
         (b"", "application/json"),
         (b"{}", "application/json"),
+        (b"1", "application/json"),
+        (b"null", "application/json"),
+        (b"true", "application/json"),
+        (b'{"query": "{ __typename }", "variables": [1]}', "application/json"),
+        (b'{"query": "{ __typename }", "operationName": 1}', "application/json"),
+        (b'{"query": "{ __typename }", "operationName": ["A"]}', "application/json"),
+        (b'{"query": "{ __typename }", "extensions": "x"}', "application/json"),
+        (b'{"query": "{ __typename }", "extensions": []}', "application/json"),
+        # Python's json reads these, but they are not JSON.
+        (b'{"query": "{ __typename }", "variables": {"n": NaN}}', "application/json"),
+        (b'{"query": "{ __typename }", "variables": {"n": -Infinity}}', "application/json"),
+        # Numbers past what a double or Python's int conversion holds.
+        (b'{"query": "{ __typename }", "variables": {"n": 1e400}}', "application/json"),
+        (b'{"query": "{ __typename }", "variables": {"n": -1e400}}', "application/json"),
+        (
+            b'{"query": "{ __typename }", "variables": {"n": %s}}' % (b"9" * 5000),
+            "application/json",
+        ),
+        # Nesting past the parser's recursion limit.
+        (
+            b'{"query": "{ __typename }", "variables": {"n": %s}}' % _nested(20_000),
+            "application/json",
+        ),
+        (_nested(30_000), "application/json"),
+        (
+            b'{"query": "{ __typename }", "extensions": {"n": %s}}' % _nested(5_000, "object"),
+            "application/json",
+        ),
+        # A string that is no Unicode text (a lone surrogate).
+        (b'{"query": "{ __typename }", "variables": {"n": "\\ud800"}}', "application/json"),
     ],
 )
 async def test_malformed_bodies_are_400_with_a_code(
@@ -123,6 +160,91 @@ async def test_malformed_bodies_are_400_with_a_code(
     assert response.status_code == 400, response.text
     assert error_codes(response.json()) == ["BAD_REQUEST"]
     assert await Product.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("variables", "{not json"),
+        ("variables", "[1]"),
+        ("variables", "1"),
+        ("variables", '"x"'),
+        ("variables", '{"n": NaN}'),
+        ("variables", '{"n": 1e400}'),
+        ("variables", '{"n": %s}' % ("9" * 5000)),
+        ("variables", '{"n": ' + _nested(5_000).decode() + "}"),
+        ("variables", '{"n": "\\udfff"}'),
+        ("extensions", "x"),
+        ("extensions", "[]"),
+        ("extensions", '{"n": ' + _nested(3_000, "object").decode() + "}"),
+    ],
+    ids=lambda value: value[:30],
+)
+async def test_malformed_query_parameters_are_400_with_a_code(
+    client: httpx.AsyncClient, name: str, value: str
+) -> None:
+    response = await client.get("/graphql", params={"query": "{ __typename }", name: value})
+    assert response.status_code == 400, response.text
+    assert error_codes(response.json()) == ["BAD_REQUEST"]
+
+
+@pytest.mark.parametrize(("depth", "status"), [(64, 200), (65, 400)])
+async def test_bodies_may_nest_64_deep(client: httpx.AsyncClient, depth: int, status: int) -> None:
+    """The body is 1 deep, its `extensions` 2: then arrays, to `depth` in all."""
+    body = b'{"query": "{ __typename }", "extensions": {"a": %s}}' % _nested(depth - 2)
+    response = await client.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert error_codes(response.json()) == ["BAD_REQUEST"]
+        assert "nested more than 64 deep" in response.json()["errors"][0]["message"]
+
+
+async def test_a_lone_surrogate_never_reaches_the_database(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    """JSON may escape half of a UTF-16 pair alone; no UTF-8 encoder (BSON's) takes it."""
+    body = (
+        b'{"query": "mutation C($i: ProductInput!) '
+        b'{ createProduct(input: $i) { errors { code } } }",'
+        b' "variables": {"i": {"name": "Lamp \\ud800", "price": "1.00", "totalStock": 1}}}'
+    )
+    response = await client.post(
+        "/graphql",
+        content=body,
+        headers={"content-type": "application/json", "authorization": f"Bearer {admin_token}"},
+    )
+    assert response.status_code == 400, response.text
+    assert error_codes(response.json()) == ["BAD_REQUEST"]
+    assert await Product.count() == 0
+
+
+async def test_operation_name_must_be_a_string(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql", json={"query": "query A { __typename }", "operationName": {"A": 1}}
+    )
+    assert response.status_code == 400
+    assert error_codes(response.json()) == ["BAD_REQUEST"]
+    assert "operationName" in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_subscriptions_over_http_are_refused_with_a_code(
+    client: httpx.AsyncClient, method: str
+) -> None:
+    product = Product(name="Lamp", price_cents=100, total_stock=3, max_per_customer=1)
+    await product.insert()
+    subscription = f'subscription {{ stockChanged(productIds: ["{product.id}"]) {{ available }} }}'
+
+    if method == "GET":
+        response = await client.get("/graphql", params={"query": subscription})
+    else:
+        response = await client.post("/graphql", json={"query": subscription})
+
+    assert response.status_code == 400, response.text
+    assert error_codes(response.json()) == ["BAD_REQUEST"]
+    assert "WebSocket" in response.json()["errors"][0]["message"]
 
 
 async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:

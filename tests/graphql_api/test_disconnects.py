@@ -1,0 +1,77 @@
+"""Clients that go away mid-request, against a real server process over raw sockets."""
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.processes import ServerProcess, running, shared_env
+
+LOG_TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def server(servers: dict[str, str], settings: Any) -> Iterator[ServerProcess]:
+    env = shared_env(servers, settings.mongodb_db, LOG_LEVEL="INFO", LOG_FORMAT="text")
+    with running(env) as (process,):
+        yield process
+
+
+def _lines_naming(server: ServerProcess, request_id: str) -> list[str]:
+    """The server's log lines about `request_id`, once there are any (within a deadline)."""
+    deadline = time.monotonic() + LOG_TIMEOUT
+    while time.monotonic() < deadline:
+        lines = server.output().splitlines()
+        for index, line in enumerate(lines):
+            if request_id in line:
+                # What follows the line too: a traceback would be there.
+                return lines[index:]
+        time.sleep(0.05)  # polling a condition, bounded by the deadline
+    raise AssertionError(f"nothing logged about {request_id}:\n{server.output()[-5_000:]}")
+
+
+def test_a_client_gone_mid_body_is_one_info_line(server: ServerProcess) -> None:
+    request_id = f"gone-{uuid.uuid4().hex[:12]}"
+    head = (
+        "POST /graphql HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\n"
+        "Content-Type: application/json\r\n"
+        "Content-Length: 1000\r\n"
+        f"X-Request-ID: {request_id}\r\n"
+        "\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        raw.sendall(head.encode() + b'{"query":')  # 10 of the 1,000 bytes promised
+
+    lines = _lines_naming(server, request_id)
+
+    assert " INFO " in lines[0], lines
+    assert "disconnected" in lines[0], lines
+    later = "\n".join(lines)
+    assert "Traceback" not in later, later
+    assert " ERROR " not in later, later
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+
+
+def test_a_client_that_stays_gets_its_answer(server: ServerProcess) -> None:
+    """The same request sent whole is answered: the log line above is about the client."""
+    body = b'{"query": "{ __typename }"}'
+    head = (
+        "POST /graphql HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        raw.sendall(head.encode() + body)
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert b'"__typename":"Query"' in answer, answer
