@@ -36,6 +36,7 @@ class ChildProcess:
     """`flashsale <command>` as a child process, its output kept in a file."""
 
     def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.command = " ".join(["flashsale", *args])
         self._log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flashsale", *args],
