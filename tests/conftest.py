@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
-import limits.aio.storage.redis.redispy
 import pytest
 import pytest_asyncio
 from bson import ObjectId
@@ -38,7 +37,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed:
         for child in [child for child in list(CHILDREN) if child.seen_since(call.start)]:
             tail = "\n".join(child.output().splitlines()[-SERVER_LOG_LINES:])
-            report.sections.append((f"output of {' '.join(child.process.args[2:])}", tail))
+            report.sections.append((f"output of {child.command}", tail))
     return report
 
 
@@ -155,8 +154,7 @@ def error_codes(body: dict[str, Any]) -> list[str]:
 
 
 class FrozenTime:
-    """Wall-clock time the tests move by hand, for the rate limits. The `limits` library
-    reads `time.time()` itself, so its module's `time` is replaced by this object."""
+    """Wall-clock time the tests move by hand, for the rate limits (their clock)."""
 
     def __init__(self) -> None:
         self.now = 1_900_000_000.0
@@ -169,10 +167,8 @@ class FrozenTime:
 
 
 @pytest.fixture
-def frozen_time(monkeypatch: pytest.MonkeyPatch) -> FrozenTime:
-    frozen = FrozenTime()
-    monkeypatch.setattr(limits.aio.storage.redis.redispy, "time", frozen)
-    return frozen
+def frozen_time() -> FrozenTime:
+    return FrozenTime()
 
 
 def rate_limited(
