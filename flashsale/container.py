@@ -105,7 +105,6 @@ def rate_limits_from(redis: Redis, settings: Settings, **options: Any) -> RateLi
         per_user_write=settings.rate_limit_reserve_per_user,
         cost_budget=settings.query_cost_budget,
         cost_restore_rate=settings.query_cost_restore_rate,
-        cluster_url=settings.redis_url if settings.redis_cluster else None,
         **options,
     )
 

@@ -6,8 +6,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from limits.aio.storage import RedisClusterStorage, RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
 from ratelimit.breaker import Breaker
@@ -58,33 +56,13 @@ def build_rate_limits(
     cost_restore_rate: int,
     prefix: str = "fs:rl",
     clock: Callable[[], float] = time.time,
-    cluster_url: str | None = None,
 ) -> RateLimits:
-    storage: RedisStorage | RedisClusterStorage
-    if cluster_url is not None:
-        # A cluster client has no single pool to share: `limits` opens its own client.
-        scheme, _, rest = cluster_url.partition("://")
-        storage = RedisClusterStorage(
-            f"async+{scheme}+cluster://{rest}",
-            implementation="redispy",
-            key_prefix=prefix,
-            wrap_exceptions=True,
-        )
-    else:
-        # The windows share the application's connection pool rather than opening their own.
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # passed through
-            key_prefix=prefix,
-            wrap_exceptions=True,
-        )
-    limiter = MovingWindowRateLimiter(storage)
-    breaker = Breaker()  # one store, so one breaker for all three
+    """Every limit on `redis` (a cluster client too: each key is its own hash slot)."""
+    breaker = Breaker()  # one store, so one breaker for all of them
     return RateLimits(
         enabled=enabled,
-        per_ip=SlidingWindow(limiter, "ip", per_ip, clock, breaker),
-        per_user_write=SlidingWindow(limiter, "user", per_user_write, clock, breaker),
+        per_ip=SlidingWindow(redis, "ip", per_ip, clock, breaker, prefix),
+        per_user_write=SlidingWindow(redis, "user", per_user_write, clock, breaker, prefix),
         cost=CostBucket(
             redis,
             cost_budget,

@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from limits.errors import StorageError
 from redis.exceptions import RedisError
 
 from ratelimit.errors import RateLimitUnavailable
@@ -40,6 +39,6 @@ class Breaker:
         try:
             async with asyncio.timeout(STORE_TIMEOUT_SECONDS):
                 yield
-        except (StorageError, RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError) as exc:
             self._open_until = self._clock() + self.cool_down
             raise RateLimitUnavailable(str(exc) or type(exc).__name__) from exc

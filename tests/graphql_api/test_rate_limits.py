@@ -65,23 +65,23 @@ async def test_over_the_address_quota_is_429_with_retry_after_and_ratelimit_fiel
             frozen_time.advance(5)
         assert [a.status_code for a in answers] == [200, 200, 200]
         assert [a.headers["ratelimit"] for a in answers] == [
-            '"ip";r=2;t=61',
-            '"ip";r=1;t=56',
-            '"ip";r=0;t=51',
+            '"ip";r=2;t=60',
+            '"ip";r=1;t=55',
+            '"ip";r=0;t=50',
         ]
         assert {a.headers["ratelimit-policy"] for a in answers} == {'"ip";q=3;w=60'}
         assert all("retry-after" not in a.headers for a in answers)
 
         refused = await _post(http, QUERY)  # t=15: the first request leaves at t=60
         assert refused.status_code == 429
-        assert refused.headers["retry-after"] == "46"
-        assert refused.headers["ratelimit"] == '"ip";r=0;t=46'
+        assert refused.headers["retry-after"] == "45"
+        assert refused.headers["ratelimit"] == '"ip";r=0;t=45'
         assert refused.headers["ratelimit-policy"] == '"ip";q=3;w=60'
         assert refused.headers["content-type"] == "application/json"
         assert refused.headers["x-request-id"]
         (error,) = refused.json()["errors"]
         assert error["extensions"]["code"] == "RATE_LIMITED"
-        assert error["extensions"]["retryAfter"] == 46
+        assert error["extensions"]["retryAfter"] == 45
 
         # Only the API counts: GraphiQL (GET /graphql) does, pages and probes do not.
         assert (await http.get("/graphql", headers={"accept": "text/html"})).status_code == 429
@@ -90,9 +90,9 @@ async def test_over_the_address_quota_is_429_with_retry_after_and_ratelimit_fiel
             assert answer.status_code == 200, free
             assert "ratelimit" not in answer.headers
 
-        frozen_time.advance(45)  # t=60: the first request is exactly a window old
+        frozen_time.advance(44.9)  # t=59.9: the first request is still in the window
         assert (await _post(http, QUERY)).status_code == 429
-        frozen_time.advance(1)  # as Retry-After said: the window has slid past it
+        frozen_time.advance(0.1)  # t=60, as Retry-After said: the window has slid past it
         assert (await _post(http, QUERY)).status_code == 200
         assert (await _post(http, QUERY)).status_code == 429
 
@@ -164,7 +164,7 @@ async def test_the_sixth_reserve_in_a_minute_is_rate_limited_and_changes_nothing
         (error,) = body["errors"]
         assert error["path"] == ["reserve"]
         assert error["extensions"]["code"] == "RATE_LIMITED"
-        assert error["extensions"]["retryAfter"] == 51  # the first reserve is out after t=60
+        assert error["extensions"]["retryAfter"] == 50  # the first reserve is out at t=60
         assert (error["extensions"]["limit"], error["extensions"]["window"]) == (5, 60)
 
         stock = (await _post(http, STOCK, {"p": product})).json()["data"]["product"]

@@ -26,7 +26,7 @@ async def test_the_window_refuses_past_its_quota_and_says_when_to_retry(
 
     refused = await window.hit("10.0.0.1")  # at t=30: the first hit leaves at t=60
     assert not refused.allowed
-    assert (refused.remaining, refused.retry_after, refused.reset_after) == (0, 31, 31)
+    assert (refused.remaining, refused.retry_after, refused.reset_after) == (0, 30, 30)
     assert (refused.limit, refused.window_seconds) == (3, 60)
 
 
@@ -69,3 +69,25 @@ async def test_concurrent_hits_never_exceed_the_quota(
     decisions = await asyncio.gather(*(windows[i % 2].hit("10.0.0.5") for i in range(200)))
     assert sum(d.allowed for d in decisions) == 25
     assert sorted(d.remaining for d in decisions if d.allowed)[:1] == [0]
+
+
+async def test_a_window_keeps_no_more_than_its_buckets_whatever_the_quota_and_traffic(
+    services: Services, frozen_time: FrozenTime
+) -> None:
+    """The per-request work and the memory of a window are bounded by its 60 buckets: 3,000
+    requests over five minutes under a quota of a million leave at most 61 fields (the
+    `limits` moving window kept one list entry per request, and walked it every call)."""
+    prefix = f"fs:test:{uuid.uuid4().hex}"
+    window = rate_limited(
+        services, frozen_time, prefix, rate_limit_per_ip="1000000/minute"
+    ).rate_limits.per_ip
+    for n in range(3_000):
+        assert (await window.hit("10.0.0.9")).allowed
+        frozen_time.advance(0.1)
+        if n % 500 == 0:
+            keys = [key async for key in services.redis.scan_iter(match=f"{prefix}:*")]
+            assert len(keys) == 1
+            assert await services.redis.hlen(keys[0]) <= 61
+    decision = await window.hit("10.0.0.9")
+    # What is counted is the last minute's requests (about 600) and this one.
+    assert 1_000_000 - 602 <= decision.remaining <= 1_000_000 - 590
