@@ -5,6 +5,12 @@ page of up to `first` items, so everything selected under it counts `first` time
 lists (the errors of a payload, introspection) count once: they are bounded by the schema,
 not by the client. Fragments are costed once each, so a document cannot make this walk
 expensive however it nests them.
+
+The operation is costed as it will execute: `first` is the value the resolver will get
+(the literal, the variable sent, the variable's default in the operation, or the
+argument's default), and what `@skip`/`@include` leave out costs nothing. Fields that
+share a response name are merged when they run but costed each: the cost may be above
+what runs, never below.
 """
 
 from collections.abc import Mapping
@@ -15,19 +21,21 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLError,
     GraphQLField,
+    GraphQLIncludeDirective,
     GraphQLInterfaceType,
     GraphQLNamedType,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLSkipDirective,
     InlineFragmentNode,
-    IntValueNode,
+    SelectionNode,
     SelectionSetNode,
-    VariableNode,
     get_named_type,
     get_operation_ast,
 )
-from graphql.pyutils import Undefined
+from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 
 PAGE_ARGUMENT = "first"
@@ -40,20 +48,26 @@ def query_cost(
     variables: Mapping[str, Any] | None = None,
 ) -> int:
     """The cost of the operation that would run; 0 when there is none to run (the
-    document's own validation reports that)."""
+    document's own validation reports that) or its variables are refused (then nothing
+    runs either)."""
     operation = get_operation_ast(document, operation_name)
     if operation is None:
         return 0
     root = schema.get_root_type(operation.operation)
     if root is None:
         return 0
-    walker = _Walker(schema, document, variables or {})
+    coerced = get_variable_values(
+        schema, operation.variable_definitions or (), dict(variables or {}), max_errors=1
+    )
+    if isinstance(coerced, list):
+        return 0
+    walker = _Walker(schema, document, coerced)
     return walker.selection_cost(root, operation.selection_set)
 
 
 class _Walker:
     def __init__(
-        self, schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, Any]
+        self, schema: GraphQLSchema, document: DocumentNode, variables: VariableValues
     ) -> None:
         self.schema = schema
         self.variables = variables
@@ -65,6 +79,8 @@ class _Walker:
     def selection_cost(self, parent: GraphQLNamedType, selections: SelectionSetNode) -> int:
         total = 0
         for selection in selections.selections:
+            if not self.included(selection):
+                continue
             if isinstance(selection, FieldNode):
                 total += self.field_cost(parent, selection)
             elif isinstance(selection, InlineFragmentNode):
@@ -74,6 +90,21 @@ class _Walker:
             elif isinstance(selection, FragmentSpreadNode):
                 total += self.fragment_cost(selection.name.value)
         return total
+
+    def included(self, node: SelectionNode) -> bool:
+        """What execution's should_include_node decides: @skip wins over @include."""
+        for directive in node.directives or ():
+            name = directive.name.value
+            if name not in ("skip", "include"):
+                continue
+            definition = GraphQLSkipDirective if name == "skip" else GraphQLIncludeDirective
+            try:
+                condition = get_argument_values(definition, directive, self.variables)["if"]
+            except GraphQLError:
+                continue  # execution refuses it; cost it as included
+            if condition == (name == "skip"):
+                return False
+        return True
 
     def fragment_cost(self, name: str) -> int:
         if name not in self.fragment_costs:
@@ -108,19 +139,13 @@ class _Walker:
         return None
 
     def page_size(self, definition: GraphQLField, node: FieldNode) -> int:
-        argument = definition.args.get(PAGE_ARGUMENT)
-        if argument is None:
+        """The `first` the resolver gets, as execution coerces it."""
+        if PAGE_ARGUMENT not in definition.args:
             return 1
-        value: object = argument.default_value
-        for given in node.arguments or ():
-            if given.name.value != PAGE_ARGUMENT:
-                continue
-            if isinstance(given.value, IntValueNode):
-                value = int(given.value.value)
-            elif isinstance(given.value, VariableNode):
-                value = self.variables.get(given.value.name.value, argument.default_value)
-        if value is Undefined or value is None or isinstance(value, bool):
+        try:
+            value = get_argument_values(definition, node, self.variables).get(PAGE_ARGUMENT)
+        except GraphQLError:
+            return 1  # execution refuses the arguments before the resolver runs
+        if not isinstance(value, int) or isinstance(value, bool):
             return 1
-        if not isinstance(value, int):
-            return 1  # coercion refuses it before anything runs
         return max(0, value)

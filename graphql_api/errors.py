@@ -127,6 +127,10 @@ class ErrorCodes(MaskErrors):
         if _is_variable_coercion(error):
             return ErrorCode.BAD_USER_INPUT
         if error.path is None:
+            # graphql-core's own resource limits in validation (fragments nested past its
+            # limit) end this way.
+            if error.message == "Validation aborted.":
+                return ErrorCode.QUERY_TOO_COMPLEX
             return ErrorCode.GRAPHQL_VALIDATION_FAILED
         return ErrorCode.INTERNAL_SERVER_ERROR
 

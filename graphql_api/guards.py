@@ -1,6 +1,7 @@
-"""What a query may ask for, checked before any resolver runs: depth, aliases and tokens
-(Strawberry's limiters, with our error code), a maximum cost per query, and each caller's
-cost budget. Plus the per-user limit on the writes that take stock, as a field extension.
+"""What a query may ask for, checked before any resolver runs: tokens, depth and aliases
+(in one pass over the document that reads each fragment once), the work graphql-core's
+OverlappingFieldsCanBeMerged may spend, a maximum cost per query, and each caller's cost
+budget. Plus the per-user limit on the writes that take stock, as a field extension.
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -10,23 +11,17 @@ from typing import Any
 from graphql import (
     DocumentNode,
     ExecutionResult,
-    GraphQLError,
     OperationDefinitionNode,
-    ValidationContext,
 )
 from graphql.validation import ASTValidationRule
-from strawberry.extensions import (
-    FieldExtension,
-    MaxAliasesLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-)
+from strawberry.extensions import FieldExtension, SchemaExtension
 from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
 from flashsale.settings import Settings
 from graphql_api.context import Context
 from graphql_api.cost import query_cost
+from graphql_api.document_limits import document_limits_rule, validation_rules
 from graphql_api.errors import ApiError, ErrorCode
 from ratelimit import BucketStatus, RateLimitUnavailable
 from telemetry import RATE_LIMITED
@@ -52,45 +47,16 @@ class QueryGuards:
         """One factory: every request gets its own instance. The validation rules are made
         once here: the validation cache is keyed by the rule classes, so new classes for
         every request would make every request miss it."""
-        rules = tuple(
-            _coded(rule)
-            for limiter in (
-                QueryDepthLimiter(max_depth=self.max_depth),
-                MaxAliasesLimiter(max_alias_count=self.max_aliases),
-            )
-            for rule in limiter.validation_rules
-        )
-        return [lambda: QueryGuard(self, rules)]
-
-
-class _CodedValidationContext:
-    """A validation context whose reported errors carry QUERY_TOO_COMPLEX."""
-
-    def __init__(self, context: ValidationContext) -> None:
-        self._context = context
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-    def report_error(self, error: GraphQLError) -> None:
-        error.extensions = {**(error.extensions or {}), "code": ErrorCode.QUERY_TOO_COMPLEX.value}
-        self._context.report_error(error)
-
-
-def _coded(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
-    class Coded(rule):  # type: ignore[valid-type, misc]
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(_CodedValidationContext(context))
-
-    return Coded
+        limits = document_limits_rule(self.max_depth, self.max_aliases)
+        return [lambda: QueryGuard(self, limits)]
 
 
 class QueryGuard(SchemaExtension):
     """Everything checked before a resolver runs, in one extension (each extension costs
     every request a few hooks):
 
-    - the token limit (the parser stops there) and the depth and alias rules, with
-      Strawberry's limiters and QUERY_TOO_COMPLEX;
+    - the token limit (the parser stops there), the depth and alias limits and the bounded
+      overlap check, all QUERY_TOO_COMPLEX;
     - one operation per request unless `operationName` picks one (the GraphQL spec's
       GetOperation; Strawberry alone runs the first, so a second mutation could slip past
       anything that looks only at the named one);
@@ -98,17 +64,17 @@ class QueryGuard(SchemaExtension):
       retryAfter when it is short), both reported in `extensions.cost` as Shopify does.
     """
 
-    def __init__(self, guards: QueryGuards, rules: tuple[type[ASTValidationRule], ...]) -> None:
+    def __init__(self, guards: QueryGuards, limits: type[ASTValidationRule]) -> None:
         self.max_tokens = guards.max_tokens
         self.max_cost = guards.max_cost
-        self.rules = rules
+        self.limits = limits
         self.cost: int | None = None
         self.status: BucketStatus | None = None
 
     def on_operation(self) -> Iterator[None]:
         execution = self.execution_context
         execution.parse_options["max_tokens"] = self.max_tokens
-        execution.validation_rules = (*execution.validation_rules, *self.rules)
+        execution.validation_rules = validation_rules(execution.validation_rules, self.limits)
         yield
 
     async def on_execute(self) -> AsyncIterator[None]:

@@ -81,6 +81,23 @@ async def test_an_alias_bomb_is_refused(services: Services, product: str, shoppe
     await _untouched(services, product)
 
 
+async def test_the_cost_counts_a_page_size_from_a_variables_default(shopper: Any) -> None:
+    fields = "id name description price totalStock maxPerCustomer saleStartsAt saleEndsAt "
+    fields += "createdAt updatedAt sold reserved available onSale holdSeconds"
+    query = (
+        "query P($n: Int! = 100) { products(first: $n) { edges { cursor node { "
+        + fields
+        + " } } pageInfo { hasNextPage endCursor } totalCount } }"
+    )
+
+    body = (await shopper(query)).json()  # no variables: $n is 100
+
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    # Under `products`, per item: edges, cursor, node and 15 fields, pageInfo and its 2
+    # fields, totalCount.
+    assert body["errors"][0]["extensions"]["cost"] == 1 + 100 * 22
+
+
 async def test_too_many_tokens_is_refused(services: Services, product: str, shopper: Any) -> None:
     padded = (
         "mutation R($p: ID!) { reserve(productId: $p, quantity: 1) { "
@@ -98,6 +115,16 @@ async def test_nesting_past_the_parser_limit_is_refused(shopper: Any) -> None:
     answer = await shopper(deep)
     assert answer.status_code == 200
     assert error_codes(answer.json()) == ["QUERY_TOO_COMPLEX"]
+
+
+async def test_fragments_nested_past_what_validation_walks_are_refused(shopper: Any) -> None:
+    """A chain of 210 fragments, each only spreading the next: no field depth (the depth
+    rule lets it through) and under the token limit, but deeper than graphql-core walks
+    (200): its "Validation aborted." is QUERY_TOO_COMPLEX, not an uncoded error."""
+    chain = "\n".join(f"fragment F{n} on Query {{ ...F{n + 1} }}" for n in range(210))
+    answer = await shopper(f"{{ ...F0 }}\n{chain}\nfragment F210 on Query {{ __typename }}")
+    assert answer.status_code == 200
+    assert error_codes(answer.json()) == ["QUERY_TOO_COMPLEX"], answer.json()
 
 
 async def test_batched_operations_are_refused(
