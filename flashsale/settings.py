@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -80,6 +82,15 @@ class Settings(BaseSettings):
     query_cost_budget: int = Field(default=10_000, ge=10, le=10_000_000)
     query_cost_restore_rate: int = Field(default=100, ge=1, le=1_000_000)
 
+    # Automatic persisted queries (Apollo's protocol): documents registered by hash in
+    # Redis, kept this long after their last read there, at most this long each.
+    persisted_queries_enabled: bool = True
+    persisted_query_ttl_seconds: int = Field(default=86_400, ge=60, le=30 * 86_400)
+    persisted_query_max_bytes: int = Field(default=32 * 1024, ge=256, le=1024 * 1024)
+    # Only the documents of this manifest run (by hash or by text); nothing is registered.
+    trusted_documents_only: bool = False
+    trusted_documents_file: Path | None = None
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -113,6 +124,21 @@ class Settings(BaseSettings):
     def _cost_fits_budget(self) -> Self:
         if self.query_max_cost > self.query_cost_budget:
             raise ValueError("QUERY_MAX_COST must not exceed QUERY_COST_BUDGET")
+        return self
+
+    @field_validator("trusted_documents_file")
+    @classmethod
+    def _readable_manifest(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_trusted_documents(value)
+        return value
+
+    @model_validator(mode="after")
+    def _trusted_documents_named(self) -> Self:
+        if self.trusted_documents_only and self.trusted_documents_file is None:
+            raise ValueError(
+                "TRUSTED_DOCUMENTS_ONLY needs TRUSTED_DOCUMENTS_FILE, the manifest to trust"
+            )
         return self
 
     @field_validator("mongodb_uri", "redis_url", mode="before")
@@ -176,6 +202,45 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.environment is Environment.DEVELOPMENT
+
+
+def read_trusted_documents(path: Path) -> dict[str, str]:
+    """A trusted-documents manifest as {sha256 hex: document}. Either a JSON object of
+    hash to document, or Apollo's persisted query manifest
+    (`{"format": "apollo-persisted-query-manifest", "version": 1, "operations": [{"id",
+    "body", "name", "type"}]}`). Each hash must be its document's SHA-256; ValueError
+    says what is wrong, in one line."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not JSON: {exc}".replace("\n", " ")) from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    pairs: list[tuple[object, object]]
+    if "format" in manifest:
+        if (
+            manifest.get("format") != "apollo-persisted-query-manifest"
+            or manifest.get("version") != 1
+        ):
+            raise ValueError(f"{path}: only apollo-persisted-query-manifest version 1 is read")
+        operations = manifest.get("operations")
+        if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
+            raise ValueError(f"{path}: `operations` must be a list of objects")
+        pairs = [(o.get("id"), o.get("body")) for o in operations]
+    else:
+        pairs = list(manifest.items())
+    documents: dict[str, str] = {}
+    for number, (digest, body) in enumerate(pairs, 1):
+        if not isinstance(digest, str) or not isinstance(body, str) or not body.strip():
+            raise ValueError(f"{path}: entry {number} needs a hash and a document (strings)")
+        if hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest() != digest.lower():
+            raise ValueError(f"{path}: {digest} is not the SHA-256 of its document")
+        documents[digest.lower()] = body
+    if not documents:
+        raise ValueError(f"{path} lists no documents")
+    return documents
 
 
 class ConfigurationError(Exception):

@@ -20,6 +20,7 @@ from graphql_api.guards import QueryGuards
 from graphql_api.http import GraphQLView
 from graphql_api.middleware import RequestGuard
 from graphql_api.pages import add_pages
+from graphql_api.persisted import PersistedQueries
 from graphql_api.ratelimit import IpRateLimit
 from graphql_api.schema import build_schema
 from telemetry import exposition
@@ -56,6 +57,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         # Not the older graphql-ws protocol: one protocol to keep within the limits (see
         # graphql_api/ws.py); a client asking for another is closed with 4406.
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        persisted=PersistedQueries.from_settings(settings),
     )
     app.router.routes.append(Route("/graphql", view, methods=["GET", "POST"]))
     app.router.routes.append(WebSocketRoute("/graphql", view))

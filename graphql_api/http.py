@@ -23,6 +23,7 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.types import QueryParams
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 
@@ -31,6 +32,7 @@ from graphql_api.context import Context
 from graphql_api.errors import ApiError
 from graphql_api.graphiql import GRAPHIQL_HTML
 from graphql_api.json_body import decode_json_strictly
+from graphql_api.persisted import PersistedQueries, PersistedQueryRefused
 from graphql_api.ws import LimitedTransportWSHandler
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -108,6 +110,10 @@ def _refused_retry_after(response: object) -> int | None:
 class GraphQLView(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = LimitedTransportWSHandler
 
+    def __init__(self, *args: Any, persisted: PersistedQueries | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.persisted = persisted or PersistedQueries()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -128,6 +134,8 @@ class GraphQLView(GraphQL[Context, None]):
                 code = _HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")
                 headers = {"Allow": "POST"} if exc.status_code == 405 else {}
                 response = error_response(exc.status_code, code, exc.reason, **headers)
+            except PersistedQueryRefused as exc:
+                response = error_response(exc.status, exc.code, exc.message, **exc.headers)
         await response(scope, receive, send)
 
     def parse_json(self, data: str | bytes) -> Any:
@@ -167,9 +175,11 @@ class GraphQLView(GraphQL[Context, None]):
             allowed = frozenset()
         if not isinstance(request_data.operation_name, str | None):
             raise HTTPException(400, "The GraphQL operation's `operationName` must be a string")
+        redis = context.services.redis
+        persisted = await self.persisted.resolve(redis, request_data.query, request_data.extensions)
         try:
-            return await self.schema.execute(
-                request_data.query,
+            result = await self.schema.execute(
+                persisted.query,
                 root_value=root_value,
                 variable_values=request_data.variables,
                 context_value=context,
@@ -186,12 +196,17 @@ class GraphQLView(GraphQL[Context, None]):
             raise HTTPException(405, exc.as_http_error_reason(method)) from exc
         except MissingQueryError as exc:
             raise HTTPException(400, "No GraphQL query found in the request") from exc
+        # Registered once parsed and validated (Apollo's order): refused documents never are.
+        if persisted.register and persisted.query and not isinstance(result, PreExecutionError):
+            await self.persisted.register(redis, persisted.register, persisted.query)
+        return result
 
     def _wants_ide(self, request: Request) -> bool:
         return (
             self.graphql_ide is not None
             and request.method == "GET"
             and "query" not in request.query_params
+            and "extensions" not in request.query_params
             and "text/html" in request.headers.get("accept", "")
         )
 

@@ -14,7 +14,7 @@ well-formed message of the protocol closes the socket with 4400, as Strawberry a
 does for frames that are not JSON.
 """
 
-from typing import Any
+from typing import Any, cast
 
 from graphql import GraphQLFormattedError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -29,6 +29,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from graphql_api.client_address import remembered
 from graphql_api.context import Context
 from graphql_api.errors import ApiError, ErrorCode
+from graphql_api.persisted import PersistedQueries, PersistedQueryRefused
 from graphql_api.ratelimit import address_window, refusal_message
 from graphql_api.request_id import current_request_id
 from telemetry import RATE_LIMITED
@@ -54,8 +55,13 @@ def malformed(message: object) -> str | None:
     if kind != "subscribe":
         return None
     payload = message.get("payload")
-    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-        return "subscribe needs a payload with a query string"
+    if not isinstance(payload, dict):
+        return "subscribe needs a payload object"
+    query, extensions = payload.get("query"), payload.get("extensions")
+    if not isinstance(query, str) and not (query is None and isinstance(extensions, dict)):
+        return "subscribe needs a query string (or a persisted query's hash in extensions)"
+    if not isinstance(extensions, dict | None):
+        return "subscribe's extensions must be an object"
     if not isinstance(payload.get("variables", None), dict | None):
         return "subscribe's variables must be an object"
     if not isinstance(payload.get("operationName", None), str | None):
@@ -88,7 +94,8 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         refusal = await self._refusal()
         if refusal is None:
             self.refusals_in_a_row = 0
-            await super().handle_subscribe(message)
+            if await self._resolve_persisted(message):
+                await super().handle_subscribe(message)
             return
         await self.send_message(ErrorMessage(id=message["id"], type="error", payload=[refusal]))
         self.refusals_in_a_row += 1
@@ -97,6 +104,27 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 code=CLOSE_TOO_MANY_REFUSALS,
                 reason=f"{self.refusals_in_a_row} refused operations in a row",
             )
+
+    async def _resolve_persisted(self, message: SubscribeMessage) -> bool:
+        """The document by its hash (automatic persisted queries; in trusted-documents mode
+        only the manifest's run, whichever way they came). Documents are registered over
+        HTTP only, where their validation is known first. False: refused, and answered."""
+        payload = message["payload"]
+        persisted = cast("PersistedQueries", getattr(self.view, "persisted"))  # noqa: B009
+        try:
+            resolved = await persisted.resolve(
+                self.context.services.redis, payload.get("query"), payload.get("extensions")
+            )
+        except PersistedQueryRefused as exc:
+            refusal: GraphQLFormattedError = {
+                "message": exc.message,
+                "extensions": {"code": exc.code.value, "requestId": current_request_id()},
+            }
+            await self.send_message(ErrorMessage(id=message["id"], type="error", payload=[refusal]))
+            return False
+        if resolved.query is not None:
+            payload["query"] = resolved.query
+        return True
 
     async def _refusal(self) -> GraphQLFormattedError | None:
         """The error that refuses the next operation, or None to let it start. The bound on
