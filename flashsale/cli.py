@@ -278,19 +278,39 @@ def _user(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from flashsale.bench import run_bench
+    from flashsale.bench import Config, Load
+    from flashsale.bench_matrix import parse_configs, run_matrix
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
-    return run_bench(
-        settings,
+    def refuse(message: str) -> int:
+        print(f"flashsale bench: {message}", file=sys.stderr)  # noqa: T201
+        return 2
+
+    if args.configs is None:  # one configuration, as given by --rate-limits and --workers
+        configs = [Config(rate_limits=args.rate_limits, workers=args.workers or 1)]
+    elif args.rate_limits or args.workers is not None:
+        return refuse("--configs names the rate limits and processes; drop --rate-limits/--workers")
+    else:
+        try:
+            configs = parse_configs(args.configs)
+        except ValueError as exc:
+            return refuse(str(exc))
+    sizes = (args.requests, args.concurrency, args.read_concurrency, args.customers, args.rounds)
+    if min(sizes) < 1 or args.stock < 0 or (args.workers is not None and args.workers < 1):
+        return refuse(
+            "--requests, --concurrency, --read-concurrency, --customers, --rounds "
+            "and --workers must be >= 1, --stock >= 0"
+        )
+    load = Load(
         requests=args.requests,
         concurrency=args.concurrency,
+        read_concurrency=args.read_concurrency,
         stock=args.stock,
-        workers=args.workers,
-        rate_limits=args.rate_limits,
+        customers=args.customers,
         subscribers=args.subscribers,
     )
+    return run_matrix(settings, configs, load, args.rounds)
 
 
 def _bench_stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -350,16 +370,42 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("email")
     user.set_defaults(handler=_user)
 
-    bench = commands.add_parser("bench", help="reserve stampede and stock-read benchmark")
+    bench = commands.add_parser(
+        "bench",
+        help="reserve stampede, stock-read storm and checkout benchmark, "
+        "one or several server configurations side by side",
+    )
     bench.add_argument("--requests", type=int, default=5_000, help="per phase (default 5000)")
     bench.add_argument("--concurrency", type=int, default=200, help="clients (default 200)")
+    bench.add_argument(
+        "--read-concurrency", type=int, default=100, help="clients for stock reads (default 100)"
+    )
+    bench.add_argument(
+        "--customers",
+        type=int,
+        default=200,
+        help="signed-in customers the reserve calls cycle through (default 200)",
+    )
     bench.add_argument("--stock", type=int, default=1_000, help="units on sale (default 1000)")
-    bench.add_argument("--workers", type=int, default=1, help="API processes (default 1)")
+    bench.add_argument("--workers", type=int, help="API processes (default 1)")
     bench.add_argument(
         "--rate-limits",
         action="store_true",
         help="count every request against the rate limits (quotas too high to refuse any), "
         "to measure what counting costs; off by default",
+    )
+    bench.add_argument(
+        "--configs",
+        help="run these configurations one after another, each on fresh servers, and "
+        "compare them: on-N (rate limits counted) or off-N (RATE_LIMITS_ENABLED=false) "
+        "with N API processes, e.g. on-1,off-1,on-2,off-2 (instead of --rate-limits and "
+        "--workers)",
+    )
+    bench.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat all the configurations N times, interleaved; the table shows medians",
     )
     bench.add_argument(
         "--subscribers",
