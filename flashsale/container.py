@@ -27,6 +27,11 @@ from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine
 
 READY_TIMEOUT_SECONDS = 2.0
+# Pooled MongoDB connections idle longer than this are dropped, not reused: the embedded
+# server closes a connection idle for 5 minutes (so do proxies and load balancers), and a
+# reused dead connection failed the first requests after a quiet spell (AutoReconnect, and
+# the pool's reset cancelling the others).
+MONGO_MAX_IDLE_MS = 60_000
 CLOSE_STEP_TIMEOUT_SECONDS = 10.0
 logger = logging.getLogger("flashsale")
 
@@ -135,7 +140,10 @@ async def build_services(settings: Settings) -> Services:
     if settings.mongodb_uri is None or settings.redis_url is None:
         raise ValueError("MONGODB_URI and REDIS_URL must be set (the CLI starts embedded ones)")
     mongo: AsyncMongoClient = AsyncMongoClient(  # type: ignore[type-arg]
-        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=3_000
+        settings.mongodb_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=3_000,
+        maxIdleTimeMS=MONGO_MAX_IDLE_MS,
     )
     try:
         await init_beanie(database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS)
