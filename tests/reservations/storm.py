@@ -5,6 +5,7 @@ import asyncio
 import random
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -61,6 +62,28 @@ async def settled(services: Services, product_ids: list[ObjectId]) -> None:
     )
 
 
+TCP_COUNTERS = (
+    "TCPAbortOnClose",
+    "TCPAbortOnData",
+    "TCPAbortOnMemory",
+    "ListenOverflows",
+    "ListenDrops",
+)
+
+
+def tcp_counters() -> dict[str, int]:
+    """Linux's TcpExt counters of /proc/net/netstat that say why connections were reset
+    (empty elsewhere)."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return {}
+    counters: dict[str, int] = {}
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        counters.update(zip(names.split()[1:], map(int, values.split()[1:]), strict=False))
+    return {name: counters[name] for name in TCP_COUNTERS if name in counters}
+
+
 async def storm(services: Services, urls: list[str]) -> None:
     """200 shoppers reserve, check out, cancel or abandon (5 s holds) through `urls`; then,
     once every hold has ended, the invariants hold in both stores and every hold was
@@ -110,11 +133,21 @@ async def storm(services: Services, urls: list[str]) -> None:
                 outcomes["ABANDONED"] += 1  # left to expire
 
     limits = httpx.Limits(max_connections=200)
+    before = tcp_counters()
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
-        # A task group: if one shopper fails, the others stop before the client closes.
-        async with asyncio.TaskGroup() as shoppers:
-            for n in range(200):
-                shoppers.create_task(shopper(http, n))
+        try:
+            # A task group: if one shopper fails, the others stop before the client closes.
+            async with asyncio.TaskGroup() as shoppers:
+                for n in range(200):
+                    shoppers.create_task(shopper(http, n))
+        except BaseExceptionGroup as failed:
+            # Which side reset a connection, if one was: the kernel's counts of resets sent
+            # for a close with unread data, of accept-queue overflows, of memory aborts.
+            after = tcp_counters()
+            failed.add_note(
+                f"TCP counters during the storm: { {k: after[k] - before[k] for k in after} }"
+            )
+            raise
 
     assert outcomes["RESERVED"] > 100
     assert outcomes["OUT_OF_STOCK"] + outcomes["LIMIT_PER_CUSTOMER"] > 0
