@@ -136,15 +136,17 @@ async def drop_legacy_indexes(database: Any) -> None:
                 await database[collection].drop_index(name)
 
 
+def mongo_client(uri: str) -> AsyncMongoClient:  # type: ignore[type-arg]
+    """The process's MongoDB client, as every part of it is configured."""
+    return AsyncMongoClient(
+        uri, tz_aware=True, serverSelectionTimeoutMS=3_000, maxIdleTimeMS=MONGO_MAX_IDLE_MS
+    )
+
+
 async def build_services(settings: Settings) -> Services:
     if settings.mongodb_uri is None or settings.redis_url is None:
         raise ValueError("MONGODB_URI and REDIS_URL must be set (the CLI starts embedded ones)")
-    mongo: AsyncMongoClient = AsyncMongoClient(  # type: ignore[type-arg]
-        settings.mongodb_uri,
-        tz_aware=True,
-        serverSelectionTimeoutMS=3_000,
-        maxIdleTimeMS=MONGO_MAX_IDLE_MS,
-    )
+    mongo = mongo_client(settings.mongodb_uri)
     try:
         await init_beanie(database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS)
         await drop_legacy_indexes(mongo[settings.mongodb_db])

@@ -9,14 +9,13 @@ import pytest
 from secantus import SecantusDBServer
 
 from flashsale import container
-from flashsale.container import build_services
-from flashsale.settings import Settings
+from flashsale.container import mongo_client
 
 SERVER_IDLE_SECONDS = 2.0
 
 
 async def test_requests_after_a_quiet_spell_do_not_reuse_dead_connections(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(container, "MONGO_MAX_IDLE_MS", 1_000)
     server = SecantusDBServer(
@@ -27,11 +26,10 @@ async def test_requests_after_a_quiet_spell_do_not_reuse_dead_connections(
     )
     server.start()
     host, port = server.address
-    services = await build_services(
-        settings.model_copy(update={"mongodb_uri": f"mongodb://{host}:{port}"})
-    )
+    # The client alone: build_services would also bind the suite's document models to it.
+    client = mongo_client(f"mongodb://{host}:{port}")
     try:
-        collection = services.mongo[settings.mongodb_db]["idle"]
+        collection = client["flashsale_idle"]["idle"]
         await asyncio.gather(*(collection.insert_one({"n": n}) for n in range(20)))
         # Past the server's idle timeout: it has closed every pooled connection.
         await asyncio.sleep(SERVER_IDLE_SECONDS * 2)
@@ -43,5 +41,5 @@ async def test_requests_after_a_quiet_spell_do_not_reuse_dead_connections(
         )
         assert [getattr(answer, "deleted_count", answer) for answer in answers] == [1] * 20
     finally:
-        await services.close()
+        await client.close()
         server.stop()
