@@ -23,7 +23,7 @@ from graphql_api.context import Context
 from graphql_api.cost import query_cost
 from graphql_api.document_limits import document_limits_rule, validation_rules
 from graphql_api.errors import ApiError, ErrorCode
-from ratelimit import BucketStatus, RateLimitUnavailable
+from ratelimit import BucketStatus, RateLimitUnavailable, SlidingWindow
 from telemetry import RATE_LIMITED
 
 
@@ -165,6 +165,25 @@ def _writes_refused() -> ApiError:
     )
 
 
+async def count_or_refuse(window: SlidingWindow, identity: str, label: str, what: str) -> None:
+    """Count one call of `identity` in `window`; a full window is RATE_LIMITED (with
+    retryAfter, limit, window) and a store that does not answer refuses the write."""
+    try:
+        decision = await window.hit(identity)
+    except RateLimitUnavailable:
+        raise _writes_refused() from None
+    if not decision.allowed:
+        RATE_LIMITED.labels(label).inc()
+        raise ApiError(
+            ErrorCode.RATE_LIMITED,
+            f"too many {what}: at most {decision.limit} per "
+            f"{decision.window_seconds} s; retry in {decision.retry_after} s",
+            retryAfter=decision.retry_after,
+            limit=decision.limit,
+            window=decision.window_seconds,
+        )
+
+
 class PerUserLimit(FieldExtension):
     """At most RATE_LIMIT_RESERVE_PER_USER calls of this field per user in any window of
     that length (each field counted on its own). A refused call is a RATE_LIMITED error
@@ -188,18 +207,7 @@ class PerUserLimit(FieldExtension):
         limits = context.services.rate_limits
         if limits.enabled:
             user = context.require_claims().user_id
-            try:
-                decision = await limits.per_user_write.hit(f"{self.operation}:{user}")
-            except RateLimitUnavailable:
-                raise _writes_refused() from None
-            if not decision.allowed:
-                RATE_LIMITED.labels("user").inc()
-                raise ApiError(
-                    ErrorCode.RATE_LIMITED,
-                    f"too many {self.operation} calls: at most {decision.limit} per "
-                    f"{decision.window_seconds} s; retry in {decision.retry_after} s",
-                    retryAfter=decision.retry_after,
-                    limit=decision.limit,
-                    window=decision.window_seconds,
-                )
+            await count_or_refuse(
+                limits.per_user_write, f"{self.operation}:{user}", "user", f"{self.operation} calls"
+            )
         return await next_(source, info, **kwargs)

@@ -9,9 +9,7 @@ from strawberry.types import Info
 
 from accounts.service import login_key
 from graphql_api.context import Context
-from graphql_api.errors import ApiError, ErrorCode
-from ratelimit import RateLimitUnavailable
-from telemetry import RATE_LIMITED
+from graphql_api.guards import count_or_refuse
 
 WINDOW = "login"
 
@@ -38,21 +36,7 @@ class PerAccountLoginLimit(FieldExtension):
         limits = services.rate_limits
         if limits.enabled:
             window = limits.window(WINDOW, services.settings.rate_limit_login_per_email)
-            try:
-                decision = await window.hit(login_key(kwargs["email"]))
-            except RateLimitUnavailable:
-                raise ApiError(
-                    ErrorCode.SERVICE_UNAVAILABLE,
-                    "rate limits are unavailable, so writes are refused for now: retry shortly",
-                ) from None
-            if not decision.allowed:
-                RATE_LIMITED.labels(WINDOW).inc()
-                raise ApiError(
-                    ErrorCode.RATE_LIMITED,
-                    f"too many logins for this e-mail address: at most {decision.limit} per "
-                    f"{decision.window_seconds} s; retry in {decision.retry_after} s",
-                    retryAfter=decision.retry_after,
-                    limit=decision.limit,
-                    window=decision.window_seconds,
-                )
+            await count_or_refuse(
+                window, login_key(kwargs["email"]), WINDOW, "logins for this e-mail address"
+            )
         return await next_(source, info, **kwargs)
