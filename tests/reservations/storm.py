@@ -84,24 +84,30 @@ def tcp_counters() -> dict[str, int]:
     return {name: counters[name] for name in TCP_COUNTERS if name in counters}
 
 
-async def storm(services: Services, urls: list[str]) -> None:
-    """200 shoppers reserve, check out, cancel or abandon (5 s holds) through `urls`; then,
-    once every hold has ended, the invariants hold in both stores and every hold was
-    recorded once."""
-    rng = random.Random(7)
-    products = []
-    for n in range(3):
-        created = await services.catalog.create(
-            ProductDraft.parse(
-                name=f"Drop {n}",
-                price=Decimal("10"),
-                total_stock=25,
-                max_per_customer=3,
-                hold_seconds=5,
-            )
+async def storm_product(services: Services, n: int) -> ObjectId:
+    """One of the storm's products: 25 units, at most 3 per customer, 5 s holds."""
+    created = await services.catalog.create(
+        ProductDraft.parse(
+            name=f"Drop {n}",
+            price=Decimal("10"),
+            total_stock=25,
+            max_per_customer=3,
+            hold_seconds=5,
         )
-        assert created.id is not None
-        products.append(created.id)
+    )
+    assert created.id is not None
+    return created.id
+
+
+async def storm(
+    services: Services, urls: list[str], products: list[ObjectId] | None = None
+) -> None:
+    """200 shoppers reserve, check out, cancel or abandon (5 s holds) through `urls`, on
+    `products` (by default three new ones, see `storm_product`); then, once every hold has
+    ended, the invariants hold in both stores and every hold was recorded once."""
+    rng = random.Random(7)
+    if products is None:
+        products = [await storm_product(services, n) for n in range(3)]
     outcomes: Counter[str] = Counter()
 
     async def shopper(http: httpx.AsyncClient, n: int) -> None:
