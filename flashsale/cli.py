@@ -277,15 +277,26 @@ def _user(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(run(live))
 
 
+BENCH_PACKAGES = frozenset({"aiohttp", "httpx", "psutil"})  # the bench extra
+
+
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
-    from flashsale.bench import Config, Load
-    from flashsale.bench_matrix import parse_configs, run_matrix
-
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
     def refuse(message: str) -> int:
         print(f"flashsale bench: {message}", file=sys.stderr)  # noqa: T201
         return 2
+
+    try:
+        from flashsale.bench import Config, Load
+        from flashsale.bench_matrix import parse_configs, run_matrix
+    except ImportError as exc:  # an install without the load generator (the image)
+        if exc.name not in BENCH_PACKAGES:
+            raise
+        return refuse(
+            f"the load generator needs {exc.name}, which is not installed: "
+            "add the bench extra (uv sync --extra bench, or pip install 'flashsale[bench]')"
+        )
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     if args.configs is None:  # one configuration, as given by --rate-limits and --workers
         configs = [Config(rate_limits=args.rate_limits, workers=args.workers or 1)]

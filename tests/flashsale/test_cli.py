@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flashsale.cli import BENCH_PACKAGES
 from flashsale.embedded import free_port
 from tests.processes import ServerProcess, base_env
 
@@ -139,3 +140,25 @@ def test_bad_configuration_stops_start_up_naming_the_variable(
     assert variable in result.stderr
     assert "Traceback" not in result.stderr
     assert not data_dir.exists()  # refused before starting anything
+
+
+@pytest.mark.parametrize("package", sorted(BENCH_PACKAGES))
+def test_bench_without_the_bench_extra_says_what_to_install(data_dir: Path, package: str) -> None:
+    """The image installs the runtime dependencies only: `flashsale bench` there names the
+    extra it needs instead of an ImportError's traceback, and starts nothing."""
+    hide = (
+        f"import sys; sys.modules[{package!r}] = None; "
+        "from flashsale.__main__ import run; raise SystemExit(run())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", hide, "bench", "--requests", "10"],
+        env=_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"needs {package}" in result.stderr
+    assert "--extra bench" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not data_dir.exists()
