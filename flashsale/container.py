@@ -63,7 +63,7 @@ class Services:
         async def check(probe: object) -> bool:
             try:
                 await asyncio.wait_for(probe, READY_TIMEOUT_SECONDS)  # type: ignore[arg-type]
-            except Exception:  # noqa: BLE001 - any failure means "not ready"
+            except Exception:
                 return False
             return True
 

@@ -63,7 +63,7 @@ class ChildProcess:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"{self.process.args} exited:\n{self.output()}")
+                raise AssertionError(f"{self.process.args!r} exited:\n{self.output()}")
             if self.ready():
                 return
             time.sleep(0.2)  # polling a condition, bounded by the deadline

@@ -63,7 +63,7 @@ async def _seed(
     if made_holds:
         await Reservation.insert_many(made_holds)
     await rollups.rebuild(Order.get_pymongo_collection().database)
-    names = {p.id: p.name for p in products[:-1]}
+    names: dict[ObjectId, str] = {p.id: p.name for p in products[:-1] if p.id is not None}
     return made_orders, made_holds, names
 
 
@@ -88,10 +88,10 @@ def _expected(
         day[2] += 1
     ranked = sorted(per_product.items(), key=lambda kv: (-kv[1][0], str(kv[0])))[:top]
     days = []
-    day = start.astimezone(UTC).date()
-    while datetime(day.year, day.month, day.day, tzinfo=UTC) < end:
-        days.append((day, *per_day.get(day, [0, 0, 0])))
-        day += timedelta(days=1)
+    today = start.astimezone(UTC).date()
+    while datetime(today.year, today.month, today.day, tzinfo=UTC) < end:
+        days.append((today, *per_day.get(today, [0, 0, 0])))
+        today += timedelta(days=1)
     held = [h for h in holds if start <= h.created_at < end]
     by_status = {s: sum(h.status == s for h in held) for s in ReservationStatus}
     average = (
@@ -191,11 +191,8 @@ async def test_day_edges_are_utc_and_the_end_is_excluded(services: Services) -> 
 async def test_an_empty_range_is_all_zeros(services: Services) -> None:
     database = services.mongo[services.settings.mongodb_db]
     stats = await sales_stats(database, DAY0, DAY0 + timedelta(days=2))
-    assert (stats.totals.revenue_cents, stats.totals.orders, stats.totals.average_order_cents) == (
-        0,
-        0,
-        0,
-    )
+    totals = stats.totals
+    assert (totals.revenue_cents, totals.orders, totals.average_order_cents) == (0, 0, Decimal(0))
     assert stats.top_products == []
     assert [(d.revenue_cents, d.orders) for d in stats.by_day] == [(0, 0), (0, 0)]
     assert (stats.funnel.created, stats.funnel.conversion_rate) == (0, 0.0)

@@ -3,7 +3,6 @@
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +18,12 @@ def _env(data_dir: Path) -> dict[str, str]:
     return base_env(DATA_DIR=str(data_dir), ADMIN_PASSWORD=ADMIN_PASSWORD)
 
 
-def Server(data_dir: Path, *args: str) -> ServerProcess:  # noqa: N802 - reads as a class
+def Server(data_dir: Path, *args: str) -> ServerProcess:
     return ServerProcess(_env(data_dir), *args)
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
+def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 

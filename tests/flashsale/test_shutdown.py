@@ -80,5 +80,6 @@ async def test_sigterm_drains_in_flight_work_and_closes_subscriptions(
     )
     assert recorded is not None
     assert recorded.status is ReservationStatus.ACTIVE
+    assert product.id is not None
     counters = (await services.engine.counters([product.id]))[product.id]
     assert (counters.reserved, counters.available) == (2, 3)

@@ -281,11 +281,12 @@ async def test_wrong_types_are_bad_user_input(
 async def test_malformed_ids_are_bad_user_input(
     gql: GraphQL, admin_token: str, bad_id: str
 ) -> None:
-    for query, variables in [
+    cases: list[tuple[str, dict[str, Any]]] = [
         ("query P($id: ID!) { product(id: $id) { id } }", {"id": bad_id}),
         (UPDATE, {"id": bad_id, "input": {"name": "X"}}),
         (RESTOCK, {"id": bad_id, "quantity": 1}),
-    ]:
+    ]
+    for query, variables in cases:
         body = await gql(query, variables, token=admin_token)
         assert error_codes(body) == ["BAD_USER_INPUT"], (query, body)
         assert body["errors"][0]["extensions"]["field"] == "id"

@@ -6,6 +6,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -26,6 +27,7 @@ def server(servers: dict[str, str]) -> Iterator[ServerProcess]:
         with running(shared_env(servers, database)) as (process,):
             yield process
     finally:
+        client: MongoClient[dict[str, Any]]
         with MongoClient(servers["mongodb_uri"]) as client:
             client.drop_database(database)
 

@@ -37,7 +37,7 @@ async def serving(
 
 
 async def _post(
-    http: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None, **headers: str
+    http: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None, /, **headers: str
 ) -> httpx.Response:
     return await http.post(
         "/graphql", json={"query": query, "variables": variables or {}}, headers=headers

@@ -85,7 +85,7 @@ async def test_a_deleted_users_token_stops_working_for_everything(shop: Shop) ->
     everything_ok = dict.fromkeys(OPERATIONS, "OK")
     assert await refusals(shop, token) == everything_ok
 
-    await User.find_one(User.email == EMAIL).delete()  # type: ignore[union-attr]
+    await User.find_one(User.email == EMAIL).delete()
     # Within CHECK_SECONDS of the last check this process still trusts the token (only
     # `me`, which reads the user anyway, knows at once)...
     shop.clock.now += CHECK_SECONDS / 2

@@ -54,7 +54,8 @@ async def _call(url: str, query: str, variables: dict[str, Any], token: str) -> 
         )
     body: dict[str, Any] = answer.json()
     assert "errors" not in body, body
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 async def _listeners(services: Services, channel: str, *, listening: bool) -> None:

@@ -72,6 +72,7 @@ async def test_address_and_user_limits_are_shared_by_processes(
             code = body["errors"][0]["extensions"]["code"] if body.get("errors") else "RESERVED"
             per_user.setdefault(shoppers[index // 6], Counter())[code] += 1
         assert all(c == Counter({"RESERVED": 3, "RATE_LIMITED": 3}) for c in per_user.values())
+        assert product.id is not None
         counters = await services.engine.counters([product.id])
         assert counters[product.id].reserved == 12
 

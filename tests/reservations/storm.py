@@ -44,7 +44,8 @@ async def call(
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
-    return body["data"]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 async def settled(services: Services, product_ids: list[ObjectId]) -> None:

@@ -143,5 +143,6 @@ async def test_live_stock_and_rate_limits_across_processes_on_the_cluster(
                 assert error["extensions"]["code"] == "RATE_LIMITED"
                 cost = refused.json()["extensions"]["cost"]["throttleStatus"]
                 assert cost["currentlyAvailable"] < cost["maximumAvailable"]
+    assert product.id is not None
     counters = (await on_cluster.engine.counters([product.id]))[product.id]
     assert (counters.reserved, counters.available) == (1, 2)

@@ -352,7 +352,9 @@ async def test_a_checkout_whose_commit_outcome_is_unknown_is_never_put_back(
         await engine.reserve(ObjectId(), product, 1)
 
     sale = await engine.checkout(retried.id, ANN)  # the shopper retries: the same order
-    assert sale.order_id == (await Order.find_one(Order.reservation_id == retried.id.hold_id)).id
+    order = await Order.find_one(Order.reservation_id == retried.id.hold_id)
+    assert order is not None
+    assert sale.order_id == order.id
     clock.advance(30)  # nobody retries the other: the recovery sweep finds its order
     assert await engine.recover_claims([product]) == 1
     assert await counters(engine, product) == StockCounters(4, 4, 0)

@@ -2,6 +2,8 @@
 
 from collections import Counter
 
+from bson import ObjectId
+
 from flashsale.container import Services
 from models import Order, Product, Reservation, ReservationStatus, User
 from seed.demo import CUSTOMERS, DEMO_PRODUCTS, PAST_SALES, seed
@@ -66,12 +68,13 @@ async def test_history_is_consistent_and_idempotent(services: Services) -> None:
         )
         assert order.total_cents == order.unit_price_cents * order.quantity
 
-    units = Counter()
+    units: Counter[ObjectId] = Counter()
     for order in orders:
         units[order.product_id] += order.quantity
     past = await Product.find({"name": {"$in": [name for name, _ in PAST_SALES]}}).to_list()
     assert len(past) == len(PAST_SALES)
     for product in past:  # sold is exactly what the orders add up to, never over stock
+        assert product.id is not None
         assert product.sold == units[product.id] <= product.total_stock
         assert product.sale_ends_at is not None
 
