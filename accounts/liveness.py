@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Collection
 
 from bson import ObjectId
 
-from flashsale.outages import mongodb_outage
+from core.outages import mongodb_outage
 
 CHECK_SECONDS = 5.0
 REMEMBERED_MAX = 100_000

@@ -7,7 +7,7 @@ import unicodedata
 from functools import cache
 from importlib import resources
 
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 # Cc: C0 and C1 controls (NUL, tab, newline, DEL, ...), invisible and mangled by terminals

@@ -13,7 +13,7 @@ from accounts.liveness import Liveness
 from accounts.password_rules import check_password, common_passwords
 from accounts.passwords import Passwords
 from accounts.tokens import TokenService
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 from models import Role, User
 
 EMAIL_MAX = 254

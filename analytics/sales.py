@@ -24,7 +24,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from analytics.rollups import FUNNEL, SALES, day_of, truncated_to_day
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 from models import ReservationStatus
 
 MAX_DAYS = 366

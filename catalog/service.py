@@ -17,7 +17,7 @@ from pymongo import ReturnDocument
 from catalog import validation as rules
 from catalog.errors import ProductNotFound, StockBelowCommitted
 from catalog.validation import ProductDraft
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 from models import Product
 from models.common import utcnow
 from reservations.errors import ServiceUnavailable

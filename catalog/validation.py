@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 
 NAME_MAX = 200
 DESCRIPTION_MAX = 5_000

@@ -31,12 +31,12 @@ import httpx
 import psutil
 
 from catalog.validation import PER_CUSTOMER_MAX, ProductDraft
+from core.settings import Settings
 from flashsale.bench_live import live_phase
-from flashsale.container import Services, build_services
 from flashsale.embedded import free_port, start_embedded
-from flashsale.settings import Settings
 from models import Role, User
 from reservations.audit import audit
+from services import Services, build_services
 
 TRIVIAL = "{ __typename }"
 RESERVE = """mutation R($p: ID!, $k: String!) {

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
+from services import Services
 
 SUBSCRIBE = """subscription S($p: ID!) { stockChanged(productIds: [$p]) { reserved at } }"""
 RESERVE = """mutation R($p: ID!) { reserve(productId: $p, quantity: 1) { errors { code } } }"""

@@ -10,8 +10,8 @@ import statistics
 import sys
 from collections.abc import Callable
 
+from core.settings import Settings
 from flashsale.bench import Config, Load, Phase, Result, run_config
-from flashsale.settings import Settings
 
 PHASES = ("trivial query", "reserve", "stock read", "checkout")
 METRICS: tuple[tuple[str, Callable[[Phase], float], str], ...] = (

@@ -21,8 +21,8 @@ from pymongo import AsyncMongoClient
 
 from analytics import rollups
 from analytics.sales import sales_stats
+from core.settings import Settings
 from flashsale.embedded import start_embedded
-from flashsale.settings import Settings
 from models import ReservationStatus
 
 DAYS = 30

@@ -14,10 +14,10 @@ import tempfile
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
+from core.errors import StoreUnreachable
+from core.settings import ConfigurationError, Settings, load_settings
 from flashsale.embedded import EmbeddedError, EmbeddedServers, running_endpoints, start_embedded
-from flashsale.errors import StoreUnreachable
 from flashsale.logs import configure_logging, log_config
-from flashsale.settings import ConfigurationError, Settings, load_settings
 
 logger = logging.getLogger("flashsale")
 T = TypeVar("T")
@@ -116,8 +116,8 @@ async def _before_serving(live: Settings, *, demo: bool) -> None:
     """The stores answer (or StoreUnreachable ends the command in one line), and on the
     embedded default the demo data is complete (an interrupted seed is finished) and its
     accounts are announced."""
-    from flashsale.container import build_services
     from seed.demo import demo_accounts, seed_on_first_start
+    from services import build_services
 
     services = await build_services(live)
     try:
@@ -227,8 +227,8 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from analytics.rollups import rebuild as rebuild_rollups
-    from flashsale.container import build_services
     from reservations.audit import audit
+    from services import build_services
 
     async def run(live: Settings) -> int:
         services = await build_services(live)
@@ -258,7 +258,7 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 def _user(args: argparse.Namespace, settings: Settings) -> int:
     from accounts.liveness import CHECK_SECONDS
-    from flashsale.container import build_services
+    from services import build_services
 
     async def run(live: Settings) -> int:
         services = await build_services(live)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 
-from graphql_api.request_id import current_request_id
+from core.request_id import current_request_id
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 JSON_FIELDS = "%(levelname)s %(name)s %(message)s %(request_id)s"

@@ -12,8 +12,8 @@ import asyncio
 import logging
 import signal
 
-from flashsale.container import build_services
-from flashsale.settings import Settings
+from core.settings import Settings
+from services import build_services
 
 logger = logging.getLogger("flashsale.worker")
 

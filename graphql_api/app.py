@@ -2,8 +2,8 @@
 and admin pages, health and metrics."""
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -13,8 +13,7 @@ from starlette.requests import HTTPConnection
 from starlette.routing import Route, WebSocketRoute
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from flashsale.container import Services, build_services
-from flashsale.settings import Settings
+from core.settings import Settings
 from graphql_api.graphiql import STATIC_DIR
 from graphql_api.guards import QueryGuards
 from graphql_api.http import GraphQLView
@@ -23,29 +22,31 @@ from graphql_api.pages import add_pages
 from graphql_api.persisted import PersistedQueries
 from graphql_api.ratelimit import IpRateLimit
 from graphql_api.schema import build_schema
+from services import Services
 from telemetry import exposition
 
 logger = logging.getLogger("flashsale")
 
 
-def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
-    """The application. With `services`, it uses them and leaves closing them to the
-    caller; without, it builds them from settings at start-up and closes them at shutdown."""
+def create_app(
+    settings: Settings,
+    services: Services | Callable[[], AbstractAsyncContextManager[Services]],
+) -> FastAPI:
+    """The application on the services it is handed: built ones (the caller closes them),
+    or a context manager that opens them at start-up and closes them at shutdown (see
+    `services.running_services`)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own = services is None
-        app.state.services = services or await build_services(settings)
-        if own and settings.background_tasks:
-            await app.state.services.background.start()
-        try:
+        if isinstance(services, Services):
             yield
-        finally:
-            if own:
-                await app.state.services.close()
+            return
+        async with services() as running:
+            app.state.services = running
+            yield
 
     app = FastAPI(title="flashsale", lifespan=lifespan, docs_url=None, redoc_url=None)
-    if services is not None:
+    if isinstance(services, Services):
         app.state.services = services
 
     view = GraphQLView(

@@ -14,7 +14,7 @@ from bson.errors import InvalidId
 
 from accounts.errors import AccountError, AccountErrorCode
 from catalog.errors import CatalogError, CatalogErrorCode
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 from reservations.errors import ReservationError, ReservationErrorCode
 
 # One GraphQL enum for every business outcome, built from the domains' own code enums.

@@ -8,10 +8,10 @@ from starlette.requests import HTTPConnection
 
 from accounts.errors import InvalidToken
 from accounts.tokens import Claims
-from flashsale.container import Services
 from graphql_api.client_address import rate_key, remembered
 from graphql_api.errors import unauthenticated
 from models import User
+from services import Services
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -12,9 +12,9 @@ from typing import Any
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
 
-from flashsale.errors import InvalidInput
-from flashsale.outages import unavailable_store
-from graphql_api.request_id import current_request_id
+from core.errors import InvalidInput
+from core.outages import unavailable_store
+from core.request_id import current_request_id
 from reservations.errors import ServiceUnavailable
 
 logger = logging.getLogger("flashsale.errors")

@@ -18,7 +18,7 @@ from strawberry.extensions import FieldExtension, SchemaExtension
 from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
-from flashsale.settings import Settings
+from core.settings import Settings
 from graphql_api.context import Context
 from graphql_api.cost import query_cost
 from graphql_api.document_limits import document_limits_rule, validation_rules

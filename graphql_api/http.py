@@ -27,13 +27,13 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UnsetType
 
-from flashsale.container import Services
 from graphql_api.context import Context
 from graphql_api.errors import ApiError
 from graphql_api.graphiql import GRAPHIQL_HTML
 from graphql_api.json_body import decode_json_strictly
 from graphql_api.persisted import PersistedQueries, PersistedQueryRefused
 from graphql_api.ws import LimitedTransportWSHandler
+from services import Services
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from graphql_api.request_id import adopt_request_id
+from core.request_id import adopt_request_id
 
 logger = logging.getLogger("flashsale.http")
 

@@ -25,7 +25,7 @@ from enum import StrEnum
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from flashsale.settings import Settings, read_trusted_documents
+from core.settings import Settings, read_trusted_documents
 
 logger = logging.getLogger("flashsale.persisted")
 

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.request_id import current_request_id
 from graphql_api.client_address import Network, client_address, rate_key, remember
 from graphql_api.middleware import json_error
-from graphql_api.request_id import current_request_id
 from ratelimit import RateLimits, RateLimitUnavailable, WindowDecision
 from telemetry import RATE_LIMITED
 

@@ -26,12 +26,12 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
+from core.request_id import current_request_id
 from graphql_api.client_address import remembered
 from graphql_api.context import Context
 from graphql_api.errors import ApiError, ErrorCode
 from graphql_api.persisted import PersistedQueries, PersistedQueryRefused
 from graphql_api.ratelimit import address_window, refusal_message
-from graphql_api.request_id import current_request_id
 from telemetry import RATE_LIMITED
 
 CLOSE_BAD_MESSAGE = 4400

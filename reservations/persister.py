@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from analytics.rollups import FunnelMoves
-from flashsale.outages import mongodb_outage
+from core.outages import mongodb_outage
 from models import ReservationStatus
 from reservations.keys import ProductKeys
 from reservations.store import StockStore

@@ -27,8 +27,8 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from redis.asyncio import Redis
 
 from analytics.rollups import FunnelMoves, add_sale
-from flashsale.errors import InvalidInput
-from flashsale.outages import MONGODB
+from core.errors import InvalidInput
+from core.outages import MONGODB
 from models import ReservationStatus
 from reservations.errors import (
     CheckoutInProgress,

@@ -12,7 +12,7 @@ from bson import ObjectId
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from flashsale.outages import REDIS, redis_outage
+from core.outages import REDIS, redis_outage
 from models import ReservationStatus
 from reservations.errors import ServiceUnavailable
 from reservations.keys import ProductKeys

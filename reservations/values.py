@@ -13,7 +13,7 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 from models import ReservationStatus
 
 

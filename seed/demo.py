@@ -13,10 +13,10 @@ from pymongo import UpdateOne
 
 from analytics.rollups import rebuild as rebuild_rollups
 from catalog.validation import DEFAULT_MAX_PER_CUSTOMER
-from flashsale.container import Services, build_services
-from flashsale.settings import Settings
+from core.settings import Settings
 from models import Order, Product, Reservation, ReservationStatus, Role, User
 from models.common import utcnow
+from services import Services, build_services
 
 CUSTOMER_PASSWORD = "customer-password"
 CUSTOMERS = [f"shopper{i}@flashsale.example" for i in range(1, 6)]

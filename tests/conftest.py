@@ -18,11 +18,11 @@ import pytest_asyncio
 from bson import ObjectId
 from pymongo.errors import AutoReconnect
 
-from flashsale.container import Services, build_services, rate_limits_from
+from core.settings import Settings, load_settings
 from flashsale.embedded import EmbeddedServers, start_embedded
-from flashsale.settings import Settings, load_settings
 from graphql_api.app import create_app
 from models import DOCUMENT_MODELS, Role, User
+from services import Services, build_services, rate_limits_from
 from tests.processes import CHILDREN
 
 ADMIN_EMAIL = "admin@test.example"

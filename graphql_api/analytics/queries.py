@@ -5,7 +5,7 @@ import strawberry
 from strawberry.types import Info
 
 from analytics.sales import sales_stats
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 from graphql_api.analytics.types import SalesStats
 from graphql_api.context import Context
 from graphql_api.permissions import IsAdmin

@@ -5,7 +5,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 from graphql_api.common import parse_id
 from graphql_api.context import Context
 from models.common import utcnow

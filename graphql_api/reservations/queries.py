@@ -3,7 +3,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 from graphql_api.context import Context
 from graphql_api.permissions import IsAuthenticated
 from graphql_api.reservations.types import Order, Reservation

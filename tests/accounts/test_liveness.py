@@ -7,8 +7,8 @@ from collections.abc import Collection
 from bson import ObjectId
 
 from accounts.liveness import Liveness
-from flashsale.container import Services
 from models import Role, User
+from services import Services
 
 SHOPPERS = 200
 

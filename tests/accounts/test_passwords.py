@@ -3,7 +3,7 @@
 import pytest
 
 from accounts.password_rules import check_password, common_passwords
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 @pytest.mark.parametrize(

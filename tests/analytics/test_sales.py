@@ -12,9 +12,9 @@ from bson import ObjectId
 
 from analytics import rollups
 from analytics.sales import sales_stats
-from flashsale.container import Services
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 from models import Order, Product, Reservation, ReservationStatus
+from services import Services
 from tests.conftest import GraphQL, error_codes
 
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)

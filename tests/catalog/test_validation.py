@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from catalog.validation import cents_to_price, price_to_cents
-from flashsale.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 @given(st.integers(min_value=0, max_value=100_000_000))

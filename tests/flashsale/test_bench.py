@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings, load_settings
 from flashsale import bench_matrix
 from flashsale.bench import Config, Load, Phase, Result
 from flashsale.bench_matrix import parse_configs, table
-from flashsale.settings import Settings, load_settings
 from tests.processes import base_env
 
 HANG_GUARD_SECONDS = 180

@@ -20,11 +20,11 @@ from bson import ObjectId
 from pymongo import AsyncMongoClient
 
 from accounts.tokens import TokenService
-from flashsale.container import redis_client
 from flashsale.embedded import running_endpoints
 from models import Role
 from reservations.audit import AuditReport, audit
 from reservations.service import ReservationEngine
+from services import redis_client
 from tests.polling import eventually
 from tests.processes import ServerProcess, base_env
 from tests.reservations.storm import CHECKOUT, RESERVE, call

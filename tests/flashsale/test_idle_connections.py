@@ -8,8 +8,8 @@ import tempfile
 import pytest
 from secantus import SecantusDBServer
 
-from flashsale import container
-from flashsale.container import mongo_client
+import services
+from services import mongo_client
 
 SERVER_IDLE_SECONDS = 2.0
 
@@ -17,7 +17,7 @@ SERVER_IDLE_SECONDS = 2.0
 async def test_requests_after_a_quiet_spell_do_not_reuse_dead_connections(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(container, "MONGO_MAX_IDLE_MS", 1_000)
+    monkeypatch.setattr(services, "MONGO_MAX_IDLE_MS", 1_000)
     server = SecantusDBServer(
         host="127.0.0.1",
         port=0,

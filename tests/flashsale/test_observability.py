@@ -10,7 +10,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
+from services import Services
 from tests.conftest import signed_in
 from tests.polling import eventually
 from tests.processes import ServerProcess, base_env, running, shared_env

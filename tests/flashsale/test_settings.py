@@ -1,6 +1,6 @@
 import pytest
 
-from flashsale.settings import EXAMPLE_JWT_SECRET, ConfigurationError, load_settings
+from core.settings import EXAMPLE_JWT_SECRET, ConfigurationError, load_settings
 
 
 def test_defaults_are_the_development_ones() -> None:

@@ -11,8 +11,8 @@ from bson import ObjectId
 from websockets.exceptions import ConnectionClosed
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
 from models import Reservation, ReservationStatus
+from services import Services
 from tests.conftest import signed_in
 from tests.processes import STOP_TIMEOUT, ServerProcess, shared_env
 from tests.ws import RECEIVE_TIMEOUT, session

@@ -11,10 +11,10 @@ from bson import ObjectId
 
 from accounts.errors import InvalidCredentials
 from accounts.tokens import TokenService
-from flashsale.container import Services
-from flashsale.settings import ConfigurationError, load_settings
+from core.settings import ConfigurationError, load_settings
 from graphql_api.app import create_app
 from models import Role, User
+from services import Services
 from tests.conftest import PASSWORD, FrozenTime, GraphQL, error_codes, rate_limited
 
 REGISTER = """

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from flashsale.container import Services
 from models import Product
+from services import Services
 from tests.conftest import GraphQL, error_codes
 
 PRODUCT_FIELDS = """

@@ -49,10 +49,10 @@ from hypothesis import strategies as st
 from hypothesis_graphql import queries
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
 from graphql_api.context import Context
 from graphql_api.cost import query_cost
 from graphql_api.schema import build_schema
+from services import Services
 
 SCHEMA = build_schema()._schema
 ROOT_FIELDS = ["products", "product", "reservation", "myReservations", "myOrders", "me"]

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema
 
-from flashsale.container import Services
 from graphql_api.schema import build_schema
 from models import Role
+from services import Services
 from tests.processes import ServerProcess, running, shared_env
 
 SCHEMA = build_schema()._schema

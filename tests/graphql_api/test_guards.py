@@ -13,9 +13,9 @@ import pytest_asyncio
 from bson import ObjectId
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
-from flashsale.settings import load_settings
+from core.settings import load_settings
 from graphql_api.app import create_app
+from services import Services
 from tests.conftest import error_codes
 
 RESERVE_FIELD = "reserve(productId: $p, quantity: 1) { reservation { id } errors { code } }"

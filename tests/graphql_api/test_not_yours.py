@@ -9,10 +9,10 @@ import httpx
 from bson import ObjectId
 from pymongo import AsyncMongoClient, monitoring
 
-from flashsale.container import Services
 from graphql_api.app import create_app
 from models import ReservationStatus
 from reservations.service import ReservationEngine, ReservationId
+from services import Services
 from tests.conftest import GraphQL, signed_in
 from tests.graphql_api.test_reservations import CANCEL, CHECKOUT, RESERVE, _product
 

@@ -18,10 +18,10 @@ import pytest_asyncio
 from graphql.language.parser import Parser
 from graphql.validation import validate
 
-from flashsale.container import Services
-from flashsale.settings import ConfigurationError, Settings, load_settings
+from core.settings import ConfigurationError, Settings, load_settings
 from graphql_api.app import create_app
 from graphql_api.persisted import KEY_PREFIX
+from services import Services
 from tests.conftest import error_codes
 from tests.graphql_api.test_ws_budget import serving
 from tests.processes import ServerProcess, base_env, running, shared_env

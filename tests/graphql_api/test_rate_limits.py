@@ -11,10 +11,10 @@ import httpx
 from redis.asyncio import Redis
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
 from flashsale.embedded import free_port
 from graphql_api.app import create_app
 from ratelimit import build_rate_limits
+from services import Services
 from tests.conftest import FrozenTime, error_codes, rate_limited
 
 QUERY = "{ products(first: 5) { totalCount } }"

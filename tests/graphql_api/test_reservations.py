@@ -10,12 +10,12 @@ from bson import ObjectId
 from redis.asyncio import Redis
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
+from core.settings import Settings
 from flashsale.embedded import free_port
-from flashsale.settings import Settings
 from graphql_api.app import create_app
 from models import Order, Reservation
 from reservations.service import ReservationEngine
+from services import Services
 from tests.conftest import PASSWORD, GraphQL, error_codes
 
 RESERVE = """mutation R($p: ID!, $q: Int!, $k: String) {

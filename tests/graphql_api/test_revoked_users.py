@@ -12,10 +12,10 @@ import pytest_asyncio
 from accounts.liveness import CHECK_SECONDS, Liveness
 from accounts.service import AccountService
 from catalog.validation import ProductDraft
-from flashsale.container import Services
-from flashsale.settings import Settings
+from core.settings import Settings
 from graphql_api.app import create_app
 from models import User
+from services import Services
 from tests.conftest import PASSWORD, GraphQL
 
 EMAIL = "leaving@test.example"

@@ -15,8 +15,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
 from reservations.events import customer_channel, stock_channel
+from services import Services
 from tests.conftest import signed_in
 from tests.polling import eventually
 from tests.processes import ServerProcess, running, shared_env

@@ -19,11 +19,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
 from flashsale.embedded import free_port
 from graphql_api.app import create_app
 from graphql_api.ws import REFUSALS_BEFORE_CLOSE
 from models import User
+from services import Services
 from tests.conftest import PASSWORD, FrozenTime, rate_limited
 from tests.ws import RECEIVE_TIMEOUT, Session, session, ws_url
 

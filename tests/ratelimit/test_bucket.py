@@ -6,9 +6,9 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from flashsale.container import Services
 from flashsale.embedded import free_port
 from ratelimit import CostBucket, RateLimitUnavailable
+from services import Services
 from tests.conftest import FrozenTime
 
 

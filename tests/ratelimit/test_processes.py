@@ -13,7 +13,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.typing import Subprotocol
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
+from services import Services
 from tests.conftest import signed_in
 from tests.processes import ServerProcess, running, shared_env
 from tests.ws import ws_url

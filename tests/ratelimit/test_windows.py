@@ -4,8 +4,8 @@ window that slides (time moved by hand)."""
 import asyncio
 import uuid
 
-from flashsale.container import Services
 from ratelimit import RateLimits
+from services import Services
 from tests.conftest import FrozenTime, rate_limited
 
 

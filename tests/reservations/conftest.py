@@ -4,11 +4,11 @@ from typing import Any
 import pytest_asyncio
 from bson import ObjectId
 
-from flashsale.container import Services
 from models import Product
 from reservations.keys import PREFIX
 from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine
+from services import Services
 
 START_MS = 1_900_000_000_000  # a fixed "now" (2030-03-17) the tests move by hand
 

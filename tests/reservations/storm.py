@@ -12,10 +12,10 @@ import httpx
 from bson import ObjectId
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
 from models import Order, Reservation, ReservationStatus
 from reservations.audit import audit
 from reservations.service import StockCounters
+from services import Services
 from tests.conftest import signed_in
 from tests.polling import eventually
 

@@ -4,8 +4,8 @@ own cancel too, which made a server's shutdown wait out its 10 s bound in silenc
 
 import asyncio
 
-from flashsale.container import Services
 from reservations.background import BackgroundTasks
+from services import Services
 
 
 async def test_stop_ends_a_loop_whose_step_swallows_the_cancel(services: Services) -> None:

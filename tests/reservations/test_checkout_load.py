@@ -19,12 +19,12 @@ import pytest
 import pytest_asyncio
 from pymongo import AsyncMongoClient, monitoring, uri_parser
 
-from flashsale.container import Services
 from graphql_api.app import create_app
 from models import Order, Product, Reservation, ReservationStatus
 from reservations.audit import audit
 from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine
+from services import Services
 from tests.conftest import signed_in
 from tests.reservations.conftest import make_product
 from tests.reservations.storm import CHECKOUT, RESERVE, call

@@ -14,10 +14,10 @@ from bson import ObjectId
 from redis.asyncio.cluster import RedisCluster
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services, build_services
-from flashsale.settings import Settings
+from core.settings import Settings
 from models import DOCUMENT_MODELS
 from reservations.keys import ProductKeys
+from services import Services, build_services
 from tests.cluster import redis_cluster
 from tests.processes import base_env, running
 from tests.reservations.storm import (

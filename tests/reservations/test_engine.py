@@ -12,7 +12,6 @@ from redis.asyncio import Redis
 
 from analytics import rollups
 from analytics.sales import sales_stats
-from flashsale.container import Services
 from flashsale.embedded import free_port
 from models import Order, Product, Reservation, ReservationStatus
 from reservations.audit import audit
@@ -31,6 +30,7 @@ from reservations.errors import (
 from reservations.keys import ProductKeys
 from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine, ReservationId, StockCounters, to_datetime
+from services import Services
 from tests.reservations.conftest import Clock, make_product
 
 ANN, BOB = ObjectId(), ObjectId()

@@ -5,8 +5,8 @@ import asyncio
 import json
 import uuid
 
-from flashsale.container import Services
 from reservations.events import QUEUE_SIZE, EventHub
+from services import Services
 
 
 async def test_one_connection_fans_out_and_a_slow_subscriber_only_loses_its_oldest(

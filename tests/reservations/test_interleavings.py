@@ -24,9 +24,9 @@ import pytest
 from bson import ObjectId
 
 from catalog.validation import HOLD_SECONDS_MIN, ProductDraft
-from flashsale.container import Services
 from models import Order, Reservation, ReservationStatus
 from reservations.audit import audit
+from services import Services
 from tests.processes import ServerProcess, running, shared_env
 from tests.reservations.storm import CANCEL, CHECKOUT, customer_token, settled
 

@@ -9,13 +9,13 @@ import pytest
 from bson import ObjectId
 from prometheus_client import REGISTRY
 
-from flashsale.container import Services, drop_legacy_indexes
 from models import Order, Reservation, ReservationStatus
 from reservations.audit import audit
 from reservations.errors import CheckoutInProgress, ReservationExpired
 from reservations.keys import ProductKeys
 from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine, StockCounters
+from services import Services, drop_legacy_indexes
 from tests.reservations.conftest import Clock, make_product
 
 ANN, BOB = ObjectId(), ObjectId()

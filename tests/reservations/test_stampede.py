@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from catalog.validation import ProductDraft
-from flashsale.container import Services
 from models import Order
 from reservations.audit import audit
+from services import Services
 from tests.processes import ServerProcess, WorkerProcess, running, shared_env
 from tests.reservations.storm import (
     CHECKOUT,

@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
-from flashsale.settings import Settings
+from core.settings import Settings
 from models import ReservationStatus
 from reservations.errors import (
     LimitPerCustomer,

@@ -5,9 +5,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from flashsale.container import Services
 from reservations.errors import ServiceUnavailable
 from reservations.store import StockStore
+from services import Services
 
 
 async def test_a_refused_command_is_not_an_outage(services: Services) -> None:

@@ -4,9 +4,9 @@ from collections import Counter
 
 from bson import ObjectId
 
-from flashsale.container import Services
 from models import Order, Product, Reservation, ReservationStatus, User
 from seed.demo import CUSTOMERS, DEMO_PRODUCTS, PAST_SALES, seed
+from services import Services
 
 
 async def _counts() -> dict[str, int]:

@@ -1,8 +1,11 @@
-"""The composition root: builds clients and services from settings, and closes them."""
+"""The services a process runs, built from settings and closed at the end: the MongoDB and
+Redis clients and the domain services on them. The composition root (flashsale: CLI, ASGI
+entry, worker) builds them and hands them to the API; nothing here knows the API."""
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -17,8 +20,8 @@ from accounts.passwords import Passwords
 from accounts.service import AccountService
 from accounts.tokens import TokenService
 from catalog.service import CatalogService
-from flashsale.errors import StoreUnreachable
-from flashsale.settings import Settings
+from core.errors import StoreUnreachable
+from core.settings import Settings
 from models import DOCUMENT_MODELS, LEGACY_INDEXES
 from ratelimit import RateLimits, build_rate_limits
 from reservations.background import BackgroundTasks
@@ -176,3 +179,16 @@ async def build_services(settings: Settings) -> Services:
         events=EventHub(redis),
         rate_limits=rate_limits_from(redis, settings),
     )
+
+
+@asynccontextmanager
+async def running_services(settings: Settings) -> AsyncIterator[Services]:
+    """The services of a serving process: built, their background loops started when
+    BACKGROUND_TASKS is on, and closed at the end."""
+    services = await build_services(settings)
+    try:
+        if settings.background_tasks:
+            await services.background.start()
+        yield services
+    finally:
+        await services.close()
