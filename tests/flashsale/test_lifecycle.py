@@ -139,7 +139,13 @@ def test_an_interrupted_first_start_is_clean_and_the_next_start_completes_it(
     if moment is not None:
         _wait_for(log, process, moment)
     process.send_signal(sig)
-    code = process.wait(timeout=HANG_GUARD_SECONDS)
+    try:
+        code = process.wait(timeout=HANG_GUARD_SECONDS)
+    except subprocess.TimeoutExpired:
+        for child in [*_children_of(data_dir), process]:  # nothing left for later tests
+            child.kill()
+        process.wait()
+        pytest.fail(f"still running {HANG_GUARD_SECONDS} s after the signal:\n{log.read_text()}")
     output = log.read_text()
     assert "Traceback" not in output, output
     assert code in (0, 130, -sig), output
@@ -167,6 +173,41 @@ def test_an_interrupted_first_start_is_clean_and_the_next_start_completes_it(
         assert all(email in banner for email in CUSTOMERS)
     finally:
         assert server.stop() == 0
+
+
+# Work that a signal interrupts in the two ways that lost it: the cancellation swallowed
+# on its way (as Python 3.11's wait_for does when the call finishes just then), and the
+# signal landing as the work returns, with nothing left to cancel.
+_SIGNALLED_WORK = {
+    "swallowed": """
+async def work():
+    os.kill(os.getpid(), signal.SIGINT)
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        return "swallowed"
+""",
+    "as-it-returns": """
+async def work():
+    os.kill(os.getpid(), signal.SIGINT)
+    return "done"
+""",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_SIGNALLED_WORK))
+def test_a_signal_during_start_up_work_always_stops_the_command(case: str) -> None:
+    script = (
+        "import asyncio, os, signal\n"
+        "from flashsale.cli import _interruptible, _Stop\n" + _SIGNALLED_WORK[case] + "try:\n"
+        "    print('went on with', _interruptible(work()))\n"
+        "except _Stop:\n"
+        "    print('stopped')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=HANG_GUARD_SECONDS
+    )
+    assert result.stdout.strip() == "stopped", result.stdout + result.stderr
 
 
 def test_an_idle_server_stops_on_sigterm_without_a_traceback(data_dir: Path) -> None:
