@@ -1,6 +1,6 @@
-"""Checks SPEC.md's invariants for products, in Redis and MongoDB, and that the daily sales
-rollups agree with the records. Used by the tests, the benchmark and operators. Run it at
-rest (after the persister has drained the logs)."""
+"""Checks the invariants of docs/invariants.md for products, in Redis and MongoDB, and that
+the daily sales rollups agree with the records. Used by the tests, the benchmark and
+operators. Run it at rest (after the persister has drained the logs)."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field

@@ -1,7 +1,7 @@
 """The reservation engine's operations. Each state change is one Lua script in Redis;
 checkout is made durable in MongoDB (a transaction) before it answers.
 
-Invariants it keeps (see SPEC.md): sold + reserved <= total stock for every product, at
+Invariants it keeps (see docs/invariants.md): sold + reserved <= total stock for every product, at
 every instant, across any number of processes; every hold ends exactly once; a retry with
 the same idempotency key returns the first result and changes nothing.
 """

@@ -1,5 +1,5 @@
 """Stampedes over HTTP against two real server processes sharing Redis and MongoDB, then
-the invariants of SPEC.md checked in both stores."""
+the invariants of docs/invariants.md checked in both stores."""
 
 import asyncio
 from collections import Counter
