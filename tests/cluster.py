@@ -4,11 +4,11 @@
 import contextlib
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from flashsale.embedded import free_port
+from tests.polling import wait_until
 
 START_TIMEOUT = 30.0
 
@@ -18,6 +18,16 @@ def _binary(name: str) -> str:
     found = str(system) if system.exists() else shutil.which(name)
     assert found, f"{name} not found (apt-get install redis-server)"
     return found
+
+
+def _answers(port: int) -> bool:
+    with contextlib.suppress(subprocess.CalledProcessError):
+        return _cli(port, "ping").strip() == "PONG"
+    return False
+
+
+def _cluster_ok(port: int) -> bool:
+    return "cluster_state:ok" in _cli(port, "cluster", "info")
 
 
 def _cli(port: int, *args: str) -> str:
@@ -64,14 +74,13 @@ def redis_cluster(folder: Path, masters: int = 3) -> Iterator[str]:
                     stdout=subprocess.DEVNULL,
                 )
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        for port in ports:  # each must answer (and so has bound its port) before joining
-            while True:
-                with contextlib.suppress(subprocess.CalledProcessError):
-                    if _cli(port, "ping").strip() == "PONG":
-                        break
-                assert time.monotonic() < deadline, f"redis {port} did not start"
-                time.sleep(0.1)  # polling a condition, bounded by the deadline
+        # Each must answer (and so has bound its port) before joining.
+        wait_until(
+            lambda: all(_answers(port) for port in ports),
+            within=START_TIMEOUT,
+            every=0.1,
+            failure=lambda: f"redis did not start: {[p for p in ports if not _answers(p)]}",
+        )
         _cli(
             ports[0],
             "--cluster",
@@ -81,10 +90,12 @@ def redis_cluster(folder: Path, masters: int = 3) -> Iterator[str]:
             "0",
             "--cluster-yes",
         )
-        for port in ports:
-            while "cluster_state:ok" not in _cli(port, "cluster", "info"):
-                assert time.monotonic() < deadline, f"cluster not ok on {port}"
-                time.sleep(0.1)  # polling a condition, bounded by the deadline
+        wait_until(
+            lambda: all(_cluster_ok(port) for port in ports),
+            within=START_TIMEOUT,
+            every=0.1,
+            failure=lambda: f"cluster not ok on {[p for p in ports if not _cluster_ok(p)]}",
+        )
         yield f"redis://127.0.0.1:{ports[0]}/0"
     finally:
         for process in processes:

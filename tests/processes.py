@@ -17,6 +17,7 @@ import psutil
 
 from flashsale.embedded import free_port
 from flashsale.worker import READY_LINE
+from tests.polling import wait_until
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
@@ -60,15 +61,22 @@ class ChildProcess:
         return self.stopped_at is None or self.stopped_at >= moment
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.process.args!r} exited:\n{self.output()}")
-            if self.ready():
-                return
-            time.sleep(0.2)  # polling a condition, bounded by the deadline
-        self.stop(signal.SIGKILL)
-        raise AssertionError(f"not ready in {START_TIMEOUT}s:\n{self.output()}")
+            return self.ready()
+
+        try:
+            wait_until(
+                ready,
+                within=START_TIMEOUT,
+                every=0.2,
+                failure=lambda: f"not ready in {START_TIMEOUT}s:\n{self.output()}",
+            )
+        except AssertionError:
+            if self.process.poll() is None:
+                self.stop(signal.SIGKILL)
+            raise
 
     def output(self) -> str:
         """What the server has printed so far (or in all, once stopped)."""

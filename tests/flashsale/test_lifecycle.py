@@ -18,6 +18,7 @@ import pytest
 
 from flashsale.embedded import free_port
 from seed.demo import CUSTOMERS, DEMO_PRODUCTS
+from tests.polling import wait_until
 from tests.processes import ServerProcess, base_env
 
 ADMIN_PASSWORD = "lifecycle-admin-password"
@@ -118,11 +119,11 @@ def _start(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], Path]:
 
 
 def _wait_for(log: Path, process: subprocess.Popen[str], text: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD_SECONDS
-    while text not in log.read_text():
+    def printed() -> bool:
         assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.01)  # polling the log for a line, bounded by the deadline
+        return text in log.read_text()
+
+    wait_until(printed, within=HANG_GUARD_SECONDS, every=0.01, failure=log.read_text)
 
 
 # Moments of a first start, by what it has printed (None: at once, during the imports).

@@ -1,7 +1,6 @@
 """Clients that go away mid-request, against a real server process over raw sockets."""
 
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.polling import wait_until
 from tests.processes import ServerProcess, running, shared_env
 
 LOG_TIMEOUT = 10.0
@@ -23,15 +23,20 @@ def server(servers: dict[str, str], settings: Any) -> Iterator[ServerProcess]:
 
 def _lines_naming(server: ServerProcess, request_id: str) -> list[str]:
     """The server's log lines about `request_id`, once there are any (within a deadline)."""
-    deadline = time.monotonic() + LOG_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def found() -> list[str] | None:
         lines = server.output().splitlines()
         for index, line in enumerate(lines):
             if request_id in line:
-                # What follows the line too: a traceback would be there.
-                return lines[index:]
-        time.sleep(0.05)  # polling a condition, bounded by the deadline
-    raise AssertionError(f"nothing logged about {request_id}:\n{server.output()[-5_000:]}")
+                return lines[index:]  # what follows the line too: a traceback would be there
+        return None
+
+    return wait_until(
+        found,
+        within=LOG_TIMEOUT,
+        every=0.05,
+        failure=lambda: f"nothing logged about {request_id}:\n{server.output()[-5_000:]}",
+    )
 
 
 def test_a_client_gone_mid_body_is_one_info_line(server: ServerProcess) -> None:

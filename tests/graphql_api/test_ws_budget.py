@@ -25,6 +25,7 @@ from graphql_api.ws import REFUSALS_BEFORE_CLOSE
 from models import User
 from services import Services
 from tests.conftest import PASSWORD, FrozenTime, rate_limited
+from tests.polling import eventually
 from tests.ws import RECEIVE_TIMEOUT, Session, session, ws_url
 
 START_TIMEOUT = 10.0
@@ -50,10 +51,14 @@ async def serving(services: Services) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        async with asyncio.timeout(START_TIMEOUT):
-            while not server.started:
-                assert not task.done(), "uvicorn stopped before it started"
-                await asyncio.sleep(0.01)  # polling a condition, bounded by the timeout
+
+        async def started() -> bool:
+            assert not task.done(), "uvicorn stopped before it started"
+            return server.started
+
+        await eventually(
+            started, within=START_TIMEOUT, every=0.01, failure=lambda: "uvicorn did not start"
+        )
         yield f"http://127.0.0.1:{config.port}"
     finally:
         server.should_exit = True
