@@ -1,22 +1,28 @@
 """Rate limits shared by every API process: sliding windows (per client address, per user
 on the writes that take stock, per e-mail address on login) and a per-caller query cost
-budget. Counts live in Redis; the transport (`graphql_api`) decides where each applies."""
+budget. Counts live in Redis; the transport (`graphql_api`) decides where each applies,
+and counts all of one request's limits in one round trip (`RateLimits.count`)."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 
 from ratelimit.breaker import Breaker
 from ratelimit.bucket import BucketStatus, CostBucket
 from ratelimit.errors import RateLimitUnavailable
+from ratelimit.store import Count, Counted, LimitStore
 from ratelimit.windows import SlidingWindow, WindowDecision
 
 __all__ = [
     "Breaker",
     "BucketStatus",
     "CostBucket",
+    "Count",
+    "Counted",
+    "LimitStore",
     "RateLimitUnavailable",
     "RateLimits",
     "SlidingWindow",
@@ -28,6 +34,7 @@ __all__ = [
 @dataclass(frozen=True)
 class RateLimits:
     enabled: bool
+    store: LimitStore
     per_ip: SlidingWindow
     per_user_write: SlidingWindow
     """Counted separately for each operation (`reserve:<user>`, `checkout:<user>`)."""
@@ -45,6 +52,11 @@ class RateLimits:
             self._windows[key] = self.per_ip.sibling(name, rate)
         return self._windows[key]
 
+    async def count(self, counts: Sequence[Count[Any]]) -> Counted:
+        """One request counted in each of these limits, in order, in one round trip (see
+        LimitStore.count: the first that refuses leaves the rest uncounted)."""
+        return await self.store.count(counts)
+
 
 def build_rate_limits(
     redis: Redis,
@@ -57,18 +69,12 @@ def build_rate_limits(
     prefix: str = "fs:rl",
     clock: Callable[[], float] = time.time,
 ) -> RateLimits:
-    """Every limit on `redis` (a cluster client too: each key is its own hash slot)."""
-    breaker = Breaker()  # one store, so one breaker for all of them
+    """Every limit on `redis` (a cluster client too: each key names its hash slot)."""
+    store = LimitStore(redis, clock, Breaker())  # one store, so one breaker for all of them
     return RateLimits(
         enabled=enabled,
-        per_ip=SlidingWindow(redis, "ip", per_ip, clock, breaker, prefix),
-        per_user_write=SlidingWindow(redis, "user", per_user_write, clock, breaker, prefix),
-        cost=CostBucket(
-            redis,
-            cost_budget,
-            cost_restore_rate,
-            prefix=f"{prefix}:cost",
-            clock=clock,
-            breaker=breaker,
-        ),
+        store=store,
+        per_ip=SlidingWindow(store, "ip", per_ip, prefix),
+        per_user_write=SlidingWindow(store, "user", per_user_write, prefix),
+        cost=CostBucket(store, cost_budget, cost_restore_rate, prefix=f"{prefix}:cost"),
     )

@@ -4,14 +4,10 @@ bucket refills at a fixed rate up to its capacity. One Lua script, so any number
 processes share a bucket without races."""
 
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
+from typing import Any
 
-from redis.asyncio import Redis
-
-from ratelimit.breaker import Breaker
+from ratelimit.store import Count, LimitStore
 
 
 @dataclass(frozen=True)
@@ -28,32 +24,27 @@ class BucketStatus:
 
 class CostBucket:
     def __init__(
-        self,
-        redis: Redis,
-        capacity: int,
-        restore_rate: int,
-        *,
-        prefix: str = "fs:cost",
-        clock: Callable[[], float] = time.time,
-        breaker: Breaker | None = None,
+        self, store: LimitStore, capacity: int, restore_rate: int, *, prefix: str = "fs:cost"
     ) -> None:
         self.capacity = capacity
-        self._breaker = breaker or Breaker()
         self.restore_rate = restore_rate
+        self._store = store
         self._prefix = prefix
-        self._clock = clock
-        source = (resources.files("ratelimit") / "lua" / "cost_bucket.lua").read_text()
-        self._script = redis.register_script(source)
+
+    def count(self, identity: str, cost: int) -> Count[BucketStatus]:
+        """`cost` points from `identity`'s bucket, to take with LimitStore.count."""
+        # The identity is the hash tag, so the bucket lives on one cluster slot.
+        key = f"{self._prefix}:{{{identity}}}"
+        return Count(key, "bucket", (self.capacity, self.restore_rate, cost), self._read)
 
     async def take(self, identity: str, cost: int) -> BucketStatus:
         """Take `cost` points from `identity`'s bucket, or nothing if it holds fewer."""
-        # The identity is the hash tag, so the bucket lives on one cluster slot.
-        key = f"{self._prefix}:{{{identity}}}"
-        now_ms = int(self._clock() * 1000)
-        async with self._breaker.guard():
-            allowed, level, wait_ms = await self._script(
-                keys=[key], args=[self.capacity, self.restore_rate, cost, now_ms]
-            )
+        count = self.count(identity, cost)
+        status = (await self._store.count([count])).of(count)
+        assert status is not None
+        return status
+
+    def _read(self, allowed: int, level: Any, wait_ms: Any, now: float) -> BucketStatus:
         return BucketStatus(
             allowed=bool(allowed),
             capacity=self.capacity,

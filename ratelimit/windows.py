@@ -2,15 +2,12 @@
 HTTP and GraphQL report (remaining, reset, retry after)."""
 
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
+from typing import Any
 
 from limits import RateLimitItem, parse
-from redis.asyncio import Redis
 
-from ratelimit.breaker import Breaker
+from ratelimit.store import Count, LimitStore
 
 
 @dataclass(frozen=True)
@@ -36,35 +33,24 @@ class SlidingWindow:
     a minute), so a counted request leaves the window between 59/60 of its length and its
     whole length after it was made, at the start of the bucket a window after its own.
 
-    One script call per request counts it and answers the window's state, and its work and
-    memory are bounded by the buckets: nothing grows with the quota or the traffic (the
-    `limits` library's moving window, used before, keeps one list entry per counted request
-    and walks that list on every call)."""
+    One script call per request counts it and answers the window's state (with the
+    request's other limits: see ratelimit.store), and its work and memory are bounded by
+    the buckets: nothing grows with the quota or the traffic (the `limits` library's moving
+    window, used before, keeps one list entry per counted request and walks that list on
+    every call)."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        name: str,
-        rate: str,
-        clock: Callable[[], float] = time.time,
-        breaker: Breaker | None = None,
-        prefix: str = "fs:rl",
-    ) -> None:
+    def __init__(self, store: LimitStore, name: str, rate: str, prefix: str = "fs:rl") -> None:
         self.name = name
-        self._redis = redis
-        self._breaker = breaker or Breaker()
+        self._store = store
         self.item: RateLimitItem = parse(rate)
-        self._clock = clock
         self._prefix = prefix
         window_ms = self.window_seconds * 1000
         self._width_ms = math.ceil(window_ms / BUCKETS_PER_WINDOW)
         self._buckets = math.ceil(window_ms / self._width_ms)
-        source = (resources.files("ratelimit") / "lua" / "sliding_window.lua").read_text()
-        self._script = redis.register_script(source)
 
     def sibling(self, name: str, rate: str) -> "SlidingWindow":
-        """Another window on the same store, clock and breaker."""
-        return SlidingWindow(self._redis, name, rate, self._clock, self._breaker, self._prefix)
+        """Another window on the same store (its clock and breaker)."""
+        return SlidingWindow(self._store, name, rate, self._prefix)
 
     @property
     def limit(self) -> int:
@@ -74,15 +60,22 @@ class SlidingWindow:
     def window_seconds(self) -> int:
         return self.item.get_expiry()
 
-    async def hit(self, identity: str) -> WindowDecision:
+    def count(self, identity: str, slot: str | None = None) -> Count[WindowDecision]:
+        """One request of `identity`, to count with LimitStore.count. `slot` is the key's
+        hash tag, for a cluster: limits of one request counted under the same tag share one
+        round trip there too. By default the identity is its own tag."""
+        where = f"{self._prefix}:{self.name}:{self.limit}/{self.window_seconds}"
+        key = f"{where}:{{{identity}}}" if slot is None else f"{where}:{identity}:{{{slot}}}"
+        return Count(key, "window", (self._width_ms, self._buckets, self.limit), self._read)
+
+    async def hit(self, identity: str, slot: str | None = None) -> WindowDecision:
         """Count one request for `identity`, unless its window is full."""
-        # The identity is the hash tag, so the window lives on one cluster slot.
-        key = f"{self._prefix}:{self.name}:{self.limit}/{self.window_seconds}:{{{identity}}}"
-        now = self._clock()
-        async with self._breaker.guard():
-            allowed, counted, leaves_ms = await self._script(
-                keys=[key], args=[int(now * 1000), self._width_ms, self._buckets, self.limit]
-            )
+        count = self.count(identity, slot)
+        decision = (await self._store.count([count])).of(count)
+        assert decision is not None
+        return decision
+
+    def _read(self, allowed: int, counted: Any, leaves_ms: Any, now: float) -> WindowDecision:
         leaves = int(leaves_ms) / 1000
         return WindowDecision(
             allowed=bool(allowed),

@@ -7,7 +7,7 @@ import pytest
 from redis.asyncio import Redis
 
 from flashsale.embedded import free_port
-from ratelimit import CostBucket, RateLimitUnavailable
+from ratelimit import CostBucket, LimitStore, RateLimitUnavailable
 from services import Services
 from tests.conftest import FrozenTime
 
@@ -15,9 +15,8 @@ from tests.conftest import FrozenTime
 def _bucket(
     services: Services, frozen: FrozenTime, capacity: int = 100, rate: int = 10
 ) -> CostBucket:
-    return CostBucket(
-        services.redis, capacity, rate, prefix=f"fs:test:{uuid.uuid4().hex}", clock=frozen.time
-    )
+    store = LimitStore(services.redis, frozen.time)
+    return CostBucket(store, capacity, rate, prefix=f"fs:test:{uuid.uuid4().hex}")
 
 
 async def test_takes_until_short_then_refuses_without_taking(
@@ -71,7 +70,7 @@ async def test_concurrent_takes_never_overdraw(services: Services, frozen_time: 
 async def test_an_unreachable_store_is_reported_not_guessed(frozen_time: FrozenTime) -> None:
     dead = Redis(port=free_port(), socket_connect_timeout=0.5)
     try:
-        bucket = CostBucket(dead, 100, 10, clock=frozen_time.time)
+        bucket = CostBucket(LimitStore(dead, frozen_time.time), 100, 10)
         with pytest.raises(RateLimitUnavailable):
             await bucket.take("user:6", 1)
     finally:
