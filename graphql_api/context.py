@@ -50,6 +50,11 @@ class Context:
             raise unauthenticated(claims.reason)
         return claims
 
+    def valid_claims(self) -> Claims | None:
+        """The caller's claims when its token is valid; None when anonymous or not."""
+        claims = self._claims
+        return claims if isinstance(claims, Claims) else None
+
     def rate_identity(self) -> str:
         """Whom budgets are kept for: the signed-in user, else the client's network."""
         claims = self._claims

@@ -65,6 +65,27 @@ def query_cost(
     return walker.selection_cost(root, operation.selection_set)
 
 
+def first_root_field(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation_name: str | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> FieldNode | None:
+    """The root field that execution resolves first (fields in document order, fragments
+    where they are spread, what `@skip`/`@include` leave out skipped); None when nothing
+    would run (no such operation, refused variables). A mutation's root fields run one
+    after another, so this one runs before any other could fail the operation."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return None
+    coerced = get_variable_values(
+        schema, operation.variable_definitions or (), dict(variables or {}), max_errors=1
+    )
+    if isinstance(coerced, list):
+        return None
+    return _Walker(schema, document, coerced).first_field(operation.selection_set, set())
+
+
 class _Walker:
     def __init__(
         self, schema: GraphQLSchema, document: DocumentNode, variables: VariableValues
@@ -90,6 +111,24 @@ class _Walker:
             elif isinstance(selection, FragmentSpreadNode):
                 total += self.fragment_cost(selection.name.value)
         return total
+
+    def first_field(self, selections: SelectionSetNode, seen: set[str]) -> FieldNode | None:
+        for selection in selections.selections:
+            if not self.included(selection):
+                continue
+            if isinstance(selection, FieldNode):
+                return selection
+            found = None
+            if isinstance(selection, InlineFragmentNode):
+                found = self.first_field(selection.selection_set, seen)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                seen.add(selection.name.value)
+                fragment = self.fragments.get(selection.name.value)
+                if fragment is not None:
+                    found = self.first_field(fragment.selection_set, seen)
+            if found is not None:
+                return found
+        return None
 
     def included(self, node: SelectionNode) -> bool:
         """What execution's should_include_node decides: @skip wins over @include."""

@@ -5,9 +5,11 @@ budget. Plus the per-user limit on the writes that take stock, as a field extens
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from bson import ObjectId
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -20,10 +22,23 @@ from strawberry.types.graphql import OperationType
 
 from core.settings import Settings
 from graphql_api.context import Context
-from graphql_api.cost import query_cost
+from graphql_api.cost import first_root_field, query_cost
 from graphql_api.document_limits import document_limits_rule, validation_rules
 from graphql_api.errors import ApiError, ErrorCode
-from ratelimit import BucketStatus, RateLimitUnavailable, SlidingWindow
+from graphql_api.ratelimit import (
+    address_limit,
+    pending_address_count,
+    refusal_message,
+    unavailable,
+)
+from ratelimit import (
+    BucketStatus,
+    Count,
+    RateLimits,
+    RateLimitUnavailable,
+    SlidingWindow,
+    WindowDecision,
+)
 from telemetry import RATE_LIMITED
 
 
@@ -78,6 +93,7 @@ class QueryGuard(SchemaExtension):
         yield
 
     async def on_execute(self) -> AsyncIterator[None]:
+        _counted_writes.set({})
         execution = self.execution_context
         assert execution.graphql_document is not None
         refusal = self._several_operations(execution.graphql_document)
@@ -121,12 +137,40 @@ class QueryGuard(SchemaExtension):
         limits = context.services.rate_limits
         if not limits.enabled:
             return None
+        # All of the request's limits in one round trip, in the order they were counted
+        # one by one: the address (unless already counted: a WebSocket), the cost budget,
+        # then the user's window of the first field, if it has one.
+        address = pending_address_count(context.connection.scope) if context.connection else None
+        by_address = address_limit(limits, address.address) if address else None
+        by_cost = limits.cost.count(context.rate_identity(), self.cost)
+        write = self._first_write(context, operation)
+        by_user = user_write_limit(limits, *write[1:]) if write else None
+        counts = [c for c in (by_address, by_cost, by_user) if c is not None]
         try:
-            self.status = await limits.cost.take(context.rate_identity(), self.cost)
-        except RateLimitUnavailable:
+            counted = await limits.count(counts)
+        except RateLimitUnavailable as exc:
+            if address is not None:
+                address.settle(None)
+                unavailable(exc)
             if operation == OperationType.QUERY:
                 return None  # reads stay up; writes need Redis anyway
             return _writes_refused()
+        if address is not None and by_address is not None:
+            decision = counted.of(by_address)
+            address.settle(decision)
+            if decision is not None and not decision.allowed:
+                # IpRateLimit answers the request with its 429 (and counts the refusal).
+                return ApiError(
+                    ErrorCode.RATE_LIMITED,
+                    refusal_message(decision),
+                    retryAfter=decision.retry_after,
+                )
+        self.status = counted.of(by_cost)
+        assert self.status is not None
+        if write is not None and by_user is not None:
+            user_decision = counted.of(by_user)
+            if user_decision is not None:
+                _counted_writes.get()[write[0]] = (write[1], user_decision)
         if self.status.allowed:
             return None
         RATE_LIMITED.labels("cost").inc()
@@ -137,6 +181,37 @@ class QueryGuard(SchemaExtension):
             f"{self.status.restore_rate}/s; retry in {self.status.retry_after} s",
             retryAfter=self.status.retry_after,
         )
+
+    def _first_write(
+        self, context: Context, operation: OperationType
+    ) -> tuple[str, str, ObjectId] | None:
+        """(response key, operation, user) when the mutation's first root field has a
+        per-user window and the caller is signed in: the field that runs first, so it is
+        counted with the request's other limits and finds its count made (see
+        PerUserLimit). A later field with a window counts in its own round trip."""
+        if operation != OperationType.MUTATION:
+            return None
+        claims = context.valid_claims()
+        if claims is None:
+            return None
+        execution = self.execution_context
+        assert execution.graphql_document is not None
+        node = first_root_field(
+            execution.schema._schema,
+            execution.graphql_document,
+            execution.operation_name,
+            execution.variables,
+        )
+        root = execution.schema._schema.mutation_type
+        if node is None or root is None:
+            return None
+        field = execution.schema.get_field_for_type(node.name.value, root.name)
+        extensions = field.extensions if field is not None else ()
+        limit = next((e for e in extensions if isinstance(e, PerUserLimit)), None)
+        if limit is None:
+            return None
+        key = node.alias.value if node.alias else node.name.value
+        return key, limit.operation, claims.user_id
 
     def get_results(self) -> dict[str, Any]:
         if self.cost is None:
@@ -165,13 +240,21 @@ def _writes_refused() -> ApiError:
     )
 
 
-async def count_or_refuse(window: SlidingWindow, identity: str, label: str, what: str) -> None:
-    """Count one call of `identity` in `window`; a full window is RATE_LIMITED (with
-    retryAfter, limit, window) and a store that does not answer refuses the write."""
-    try:
-        decision = await window.hit(identity)
-    except RateLimitUnavailable:
-        raise _writes_refused() from None
+_counted_writes: ContextVar[dict[str, tuple[str, WindowDecision]]] = ContextVar("counted_writes")
+"""Per operation (set by QueryGuard as it starts executing; each HTTP request and each
+WebSocket operation runs in a task of its own): the per-user windows already counted, by
+the response key of the root field they were counted for. Not on the Context, which one
+WebSocket's operations share."""
+
+
+def user_write_limit(limits: RateLimits, operation: str, user: ObjectId) -> Count[WindowDecision]:
+    """One `operation` call of `user` in the per-user window. Tagged like the user's cost
+    budget (Context.rate_identity), so on a cluster the two are counted together."""
+    return limits.per_user_write.count(f"{operation}:{user}", slot=f"user:{user}")
+
+
+def refuse_if_full(decision: WindowDecision, label: str, what: str) -> None:
+    """A full window is RATE_LIMITED (with retryAfter, limit, window)."""
     if not decision.allowed:
         RATE_LIMITED.labels(label).inc()
         raise ApiError(
@@ -184,11 +267,26 @@ async def count_or_refuse(window: SlidingWindow, identity: str, label: str, what
         )
 
 
+async def count_or_refuse(window: SlidingWindow, identity: str, label: str, what: str) -> None:
+    """Count one call of `identity` in `window`; a full window is RATE_LIMITED (with
+    retryAfter, limit, window) and a store that does not answer refuses the write."""
+    try:
+        decision = await window.hit(identity)
+    except RateLimitUnavailable:
+        raise _writes_refused() from None
+    refuse_if_full(decision, label, what)
+
+
 class PerUserLimit(FieldExtension):
     """At most RATE_LIMIT_RESERVE_PER_USER calls of this field per user in any window of
     that length (each field counted on its own). A refused call is a RATE_LIMITED error
     with retryAfter, and the resolver does not run. Goes after the IsAuthenticated
-    permission, which runs first."""
+    permission, which runs first.
+
+    When the field is the mutation's first, QueryGuard has counted it already, with the
+    request's other limits (one round trip for all): before the permission ran, so a
+    call that the permission then refuses (a user deleted or disabled since the token was
+    issued) is counted in that user's window too."""
 
     def __init__(self, operation: str) -> None:
         self.operation = operation
@@ -207,7 +305,22 @@ class PerUserLimit(FieldExtension):
         limits = context.services.rate_limits
         if limits.enabled:
             user = context.require_claims().user_id
-            await count_or_refuse(
-                limits.per_user_write, f"{self.operation}:{user}", "user", f"{self.operation} calls"
-            )
+            decision = self._counted(info)
+            if decision is None:
+                count = user_write_limit(limits, self.operation, user)
+                try:
+                    decision = (await limits.count([count])).of(count)
+                except RateLimitUnavailable:
+                    raise _writes_refused() from None
+                assert decision is not None
+            refuse_if_full(decision, "user", f"{self.operation} calls")
         return await next_(source, info, **kwargs)
+
+    def _counted(self, info: Info[Context, Any]) -> WindowDecision | None:
+        if info.path.prev is not None:
+            return None
+        counted = _counted_writes.get(None)
+        found = counted.pop(str(info.path.key), None) if counted is not None else None
+        if found is None or found[0] != self.operation:
+            return None
+        return found[1]

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from bson import ObjectId
 from redis.asyncio import Redis
 
 from catalog.validation import ProductDraft
@@ -337,3 +338,92 @@ async def test_without_redis_reads_go_through_and_writes_are_refused(
             assert stock == {"available": 10, "reserved": 0}
     finally:
         await dead.aclose()
+
+
+# One round trip for all of a request's limits (see tests/graphql_api/test_round_trips.py) --
+
+
+async def test_a_request_refused_by_its_address_uses_none_of_the_other_limits(
+    services: Services, frozen_time: FrozenTime, customer_token: str
+) -> None:
+    limited = rate_limited(
+        services,
+        frozen_time,
+        rate_limit_per_ip="1/minute",
+        rate_limit_reserve_per_user="2/minute",
+        query_cost_budget=10,
+        query_max_cost=10,
+        query_cost_restore_rate=1,
+    )
+    product = await _product(services)
+    bearer = {"Authorization": f"Bearer {customer_token}"}
+    async with serving(limited, "203.0.113.20") as first, serving(limited, "203.0.113.21") as other:
+        ok = await _post(first, RESERVE, {"p": product}, **bearer)
+        assert ok.json()["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 5
+        refused = await _post(first, RESERVE, {"p": product}, **bearer)
+        assert refused.status_code == 429
+        assert refused.headers["ratelimit"] == '"ip";r=0;t=60'
+        assert "data" not in refused.json()  # the address refusal, not the operation's
+        # Neither the cost budget nor the user's window counted the refused request.
+        second = (await _post(other, RESERVE, {"p": product}, **bearer)).json()
+        assert second["data"]["reserve"]["errors"] == []
+        assert second["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 0
+    async with serving(limited, "203.0.113.22") as third:
+        assert error_codes((await _post(third, RESERVE, {"p": product}, **bearer)).json()) == [
+            "RATE_LIMITED"
+        ]
+    stock = (await services.engine.counters([ObjectId(product)]))[ObjectId(product)]
+    assert stock.reserved == 2
+
+
+async def test_a_request_refused_by_its_cost_is_not_counted_in_the_user_window(
+    services: Services, frozen_time: FrozenTime, customer_token: str
+) -> None:
+    limited = rate_limited(
+        services,
+        frozen_time,
+        rate_limit_reserve_per_user="2/minute",
+        query_cost_budget=10,
+        query_max_cost=10,
+        query_cost_restore_rate=1,
+    )
+    product = await _product(services)
+    bearer = {"Authorization": f"Bearer {customer_token}"}
+    async with serving(limited) as http:
+        ok = await _post(http, RESERVE, {"p": product}, **bearer)  # costs 5 of the 10
+        assert ok.json()["data"]["reserve"]["errors"] == []
+        costlier = """mutation R($p: ID!) { reserve(productId: $p, quantity: 1) {
+          reservation { id status quantity } errors { code } } }"""  # costs 7
+        refused = await _post(http, costlier, {"p": product}, **bearer)
+        assert refused.status_code == 429
+        assert "budget" in refused.json()["errors"][0]["message"]
+        frozen_time.advance(5)
+        # The user's second reserve of the minute is still there.
+        again = await _post(http, RESERVE, {"p": product}, **bearer)
+        assert again.json()["data"]["reserve"]["errors"] == []
+        assert error_codes((await _post(http, RESERVE, {"p": product}, **bearer)).json()) == [
+            "RATE_LIMITED"
+        ]
+
+
+async def test_each_reserve_of_a_document_is_counted_once_in_the_user_window(
+    services: Services, frozen_time: FrozenTime, customer_token: str
+) -> None:
+    limited = rate_limited(services, frozen_time, rate_limit_reserve_per_user="2/minute")
+    product = await _product(services)
+    bearer = {"Authorization": f"Bearer {customer_token}"}
+    twice = """mutation R($p: ID!, $skip: Boolean!) {
+      skipped: reserve(productId: $p, quantity: 1) @skip(if: $skip) { errors { code } }
+      ...Twice }
+    fragment Twice on Mutation {
+      a: reserve(productId: $p, quantity: 1) { errors { code } }
+      b: reserve(productId: $p, quantity: 1) { errors { code } }
+      c: reserve(productId: $p, quantity: 1) { errors { code } } }"""
+    async with serving(limited) as http:
+        body = (await _post(http, twice, {"p": product, "skip": True}, **bearer)).json()
+    # The skipped field is not counted; a and b are (the first in the guard's round trip);
+    # c is refused and the remaining field errors null the whole mutation's data.
+    assert [e["path"] for e in body["errors"]] == [["c"]]
+    assert error_codes(body) == ["RATE_LIMITED"]
+    stock = (await services.engine.counters([ObjectId(product)]))[ObjectId(product)]
+    assert stock.reserved == 2

@@ -2,9 +2,11 @@
 mixed storm with expiry and every invariant, live stock across processes, and the rate
 limits, with products spread over the masters."""
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,10 +17,14 @@ from redis.asyncio.cluster import RedisCluster
 
 from catalog.validation import ProductDraft
 from core.settings import Settings
+from graphql_api.guards import user_write_limit
+from graphql_api.ratelimit import address_limit
 from models import DOCUMENT_MODELS
+from ratelimit import Count
 from reservations.keys import ProductKeys
-from services import Services, build_services
+from services import Services, build_services, rate_limits_from
 from tests.cluster import redis_cluster
+from tests.conftest import FrozenTime
 from tests.processes import base_env, running
 from tests.reservations.storm import (
     RESERVE,
@@ -146,3 +152,53 @@ async def test_live_stock_and_rate_limits_across_processes_on_the_cluster(
     assert product.id is not None
     counters = (await on_cluster.engine.counters([product.id]))[product.id]
     assert (counters.reserved, counters.available) == (1, 2)
+
+
+async def test_a_requests_limits_are_counted_by_slot_in_order_on_the_cluster(
+    on_cluster: Services,
+) -> None:
+    """A cluster runs a script over one slot: a signed-in request's address window goes in
+    one round trip, and its cost budget and user window (tagged by the user) in a second,
+    after it; an anonymous request's address and cost share a tag, so one round trip. The
+    first limit that refuses still leaves the later ones uncounted."""
+    frozen = FrozenTime()
+    limits = rate_limits_from(
+        on_cluster.redis,
+        on_cluster.settings.model_copy(
+            update={"rate_limit_per_ip": "1/minute", "rate_limit_reserve_per_user": "5/minute"}
+        ),
+        prefix=f"fs:test:{uuid.uuid4().hex}",
+        clock=frozen.time,
+    )
+    user = ObjectId()
+
+    def request(address: str) -> list[Count[Any]]:
+        return [
+            address_limit(limits, address),
+            limits.cost.count(f"user:{user}", 7),
+            user_write_limit(limits, "reserve", user),
+        ]
+
+    def round_trips(counts: list[Count[Any]]) -> list[int]:
+        return [len(run) for run in limits.store.runs(counts)]
+
+    first = request("192.0.2.1")
+    assert round_trips(first) == [1, 2]
+    counted = await limits.count(first)
+    assert [getattr(counted.of(c), "allowed", None) for c in first] == [True, True, True]
+    assert getattr(counted.of(first[1]), "available", None) == limits.cost.capacity - 7
+
+    refused = request("192.0.2.1")  # over the address's one a minute
+    counted = await limits.count(refused)
+    assert getattr(counted.of(refused[0]), "allowed", None) is False
+    assert [counted.of(refused[1]), counted.of(refused[2])] == [None, None]
+
+    other = request("192.0.2.2")  # the cost and window the refused request did not use
+    counted = await limits.count(other)
+    assert getattr(counted.of(other[2]), "remaining", None) == 3
+    assert getattr(counted.of(other[1]), "available", None) == limits.cost.capacity - 14
+
+    anonymous = [address_limit(limits, "192.0.2.3"), limits.cost.count("ip:192.0.2.3", 1)]
+    assert round_trips(anonymous) == [2]
+    counted = await limits.count(anonymous)
+    assert all(counted.of(c) is not None for c in anonymous)
