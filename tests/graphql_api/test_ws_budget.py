@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from bson import ObjectId
 from prometheus_client import REGISTRY
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -336,3 +337,33 @@ async def test_the_older_graphql_ws_protocol_is_refused(services: Services) -> N
             await asyncio.wait_for(socket.recv(), RECEIVE_TIMEOUT)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 4406
+
+
+# The per-user window --------------------------------------------------------------------
+
+
+async def test_reserves_sent_at_once_over_one_socket_are_each_counted_once(
+    services: Services, frozen_time: FrozenTime, customer_token: str
+) -> None:
+    """The operations of one socket share its context, but each counts its own reserve in
+    the user's window once (the query guard counts it with the operation's cost)."""
+    limited = rate_limited(services, frozen_time, rate_limit_reserve_per_user="3/minute")
+    product = await _product(services)
+    reserve = """mutation R($p: ID!) { reserve(productId: $p, quantity: 1) {
+      reservation { id } errors { code } } }"""
+    async with serving(limited) as url, session(url, customer_token) as ws:
+        for _ in range(5):
+            await ws.subscribe(reserve, {"p": product})
+        answers: dict[str, dict[str, Any]] = {}
+        while len(answers) < 5:  # in whatever order they finish
+            message = await ws.receive()
+            if message["type"] != "complete":
+                answers[message["id"]] = message
+    codes = []
+    for answer in answers.values():
+        assert answer["type"] == "next", answer
+        errors = answer["payload"].get("errors") or []
+        codes.append(errors[0]["extensions"]["code"] if errors else "RESERVED")
+    assert sorted(codes) == ["RATE_LIMITED", "RATE_LIMITED", "RESERVED", "RESERVED", "RESERVED"]
+    counters = await services.engine.counters([ObjectId(product)])
+    assert counters[ObjectId(product)].reserved == 3
