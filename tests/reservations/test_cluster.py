@@ -198,7 +198,10 @@ async def test_a_requests_limits_are_counted_by_slot_in_order_on_the_cluster(
     assert getattr(counted.of(other[2]), "remaining", None) == 3
     assert getattr(counted.of(other[1]), "available", None) == limits.cost.capacity - 14
 
-    anonymous = [address_limit(limits, "192.0.2.3"), limits.cost.count("ip:192.0.2.3", 1)]
+    anonymous: list[Count[Any]] = [
+        address_limit(limits, "192.0.2.3"),
+        limits.cost.count("ip:192.0.2.3", 1),
+    ]
     assert round_trips(anonymous) == [2]
     counted = await limits.count(anonymous)
     assert all(counted.of(c) is not None for c in anonymous)
