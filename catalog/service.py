@@ -6,6 +6,7 @@ lose an update or push total stock below what is already sold.
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -91,12 +92,19 @@ class StockRules(Protocol):
     async def sync_rules(self, product: dict[str, Any], *, force: bool = False) -> None: ...
 
 
+Announce = Callable[[ObjectId], Awaitable[object]]
+"""Tells live subscribers (every process's storefronts) that this product was created."""
+
+
 class CatalogService:
-    def __init__(self, stock: StockRules | None = None) -> None:
+    def __init__(self, stock: StockRules | None = None, announce: Announce | None = None) -> None:
         self.stock = stock
+        self.announce = announce
         self._cache: dict[ObjectId, tuple[float, Product]] = {}
 
     async def create(self, draft: ProductDraft) -> Product:
+        """Insert the product, then announce it (best effort: the product stands either way,
+        and a storefront that missed the news lists it at its next load)."""
         product = Product(
             name=draft.name,
             description=draft.description,
@@ -108,6 +116,8 @@ class CatalogService:
             sale_ends_at=draft.sale_ends_at,
         )
         await product.insert()
+        if self.announce is not None and product.id is not None:
+            await self.announce(product.id)
         return product
 
     async def get(self, product_id: ObjectId) -> Product | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -42,6 +43,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
 
     reservation_ttl_seconds: int = Field(default=600, ge=5, le=86_400)
+    # What every price and total is in (ISO 4217); the pages format amounts with it.
+    currency: str = "USD"
     # Expiry, change-log persister and checkout recovery in this process (any number of
     # processes may run them at once).
     background_tasks: bool = True
@@ -140,6 +143,14 @@ class Settings(BaseSettings):
                 "TRUSTED_DOCUMENTS_ONLY needs TRUSTED_DOCUMENTS_FILE, the manifest to trust"
             )
         return self
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str) -> str:
+        code = value.strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", code):
+            raise ValueError(f"{value!r} is not an ISO 4217 code such as USD or EUR")
+        return code
 
     @field_validator("mongodb_uri", "redis_url", mode="before")
     @classmethod

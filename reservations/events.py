@@ -43,6 +43,10 @@ def customer_channel(customer_id: ObjectId) -> str:
     return f"{PREFIX}:customer:{customer_id}:events"
 
 
+CATALOG_CHANNEL = f"{PREFIX}:catalog:events"
+"""Where product creations are announced ({"product": id}): one channel for the shop."""
+
+
 @dataclass(frozen=True)
 class Event:
     channel: str
@@ -137,6 +141,17 @@ class EventHub:
                 continue
             for subscription in tuple(self._subscribers.get(channel, ())):
                 subscription.offer(event)
+
+    async def publish(self, channel: str, data: dict[str, Any]) -> bool:
+        """Best effort: False (logged) when Redis is out of reach. For news a subscriber
+        can also learn by asking again (a storefront that misses a new product lists it at
+        its next load); a change that must not be missed is published by its Lua script."""
+        try:
+            await self._redis.publish(channel, json.dumps(data))
+        except (RedisError, OSError) as exc:
+            logger.warning("could not publish on %s: %s", channel, exc)
+            return False
+        return True
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from beanie import init_beanie
+from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -25,7 +26,7 @@ from core.settings import Settings
 from models import DOCUMENT_MODELS, LEGACY_INDEXES
 from ratelimit import RateLimits, build_rate_limits
 from reservations.background import BackgroundTasks
-from reservations.events import EventHub
+from reservations.events import CATALOG_CHANNEL, EventHub
 from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine
 
@@ -168,15 +169,20 @@ async def build_services(settings: Settings) -> Services:
     engine = ReservationEngine(
         redis, database, default_hold_seconds=settings.reservation_ttl_seconds
     )
+    events = EventHub(redis)
+
+    async def announce(product_id: ObjectId) -> bool:
+        return await events.publish(CATALOG_CHANNEL, {"product": str(product_id)})
+
     return Services(
         settings=settings,
         mongo=mongo,
         redis=redis,
         accounts=AccountService(tokens, Passwords()),
-        catalog=CatalogService(stock=engine),
+        catalog=CatalogService(stock=engine, announce=announce),
         engine=engine,
         background=BackgroundTasks(engine, ChangeLogPersister(redis, database), database),
-        events=EventHub(redis),
+        events=events,
         rate_limits=rate_limits_from(redis, settings),
     )
 

@@ -8,8 +8,19 @@ from graphql_api.common import PageInfo, decode_cursor, encode_cursor, parse_id
 from graphql_api.context import Context
 
 
+@strawberry.type(description="What a storefront needs to know about the shop itself.")
+class Shop:
+    currency: str = strawberry.field(
+        description="ISO 4217 code of every price and total (the CURRENCY setting), e.g. USD."
+    )
+
+
 @strawberry.type
 class CatalogQueries:
+    @strawberry.field(description="The shop's settings that storefronts show, e.g. its currency.")
+    def shop(self, info: Info[Context, None]) -> Shop:
+        return Shop(currency=info.context.services.settings.currency)
+
     @strawberry.field(description="Products in creation order, as a cursor connection.")
     async def products(
         self,

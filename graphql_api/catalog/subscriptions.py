@@ -3,14 +3,17 @@ from datetime import datetime
 from typing import Annotated
 
 import strawberry
+from bson import ObjectId
+from bson.errors import InvalidId
 from strawberry.types import Info
 
 from core.errors import InvalidInput
+from graphql_api.catalog.types import Product, with_counters
 from graphql_api.common import parse_id
 from graphql_api.context import Context
 from models.common import utcnow
+from reservations.events import CATALOG_CHANNEL, stock_channel
 from reservations.events import StockChange as StockChangeEvent
-from reservations.events import stock_channel
 
 MAX_PRODUCTS = 100
 
@@ -66,3 +69,20 @@ class CatalogSubscriptions:
                 yield StockChange.from_event(
                     StockChangeEvent.from_event(channels[event.channel], event.data)
                 )
+
+    @strawberry.subscription(
+        description="Products as an admin creates them, with their stock, wherever that "
+        "happened: a storefront lists a new product without a reload. Anyone may subscribe."
+    )
+    async def product_created(self, info: Info[Context, None]) -> AsyncGenerator[Product, None]:
+        services = info.context.services
+        async with services.events.subscribe([CATALOG_CHANNEL]) as subscription:
+            while True:
+                event = await subscription.queue.get()
+                try:
+                    product_id = ObjectId(event.data["product"])
+                except (KeyError, TypeError, InvalidId):
+                    continue
+                document = await services.catalog.get(product_id)
+                if document is not None:
+                    yield (await with_counters(info, [document]))[0]

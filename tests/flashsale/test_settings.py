@@ -39,3 +39,10 @@ def test_several_problems_are_named_together() -> None:
         load_settings(reservation_ttl_seconds=0, log_level="LOUD", _env_file=None)
     assert "RESERVATION_TTL_SECONDS" in str(refused.value)
     assert "LOG_LEVEL" in str(refused.value)
+
+
+def test_the_currency_is_an_iso_4217_code() -> None:
+    assert load_settings(_env_file=None).currency == "USD"
+    assert load_settings(currency=" eur ", _env_file=None).currency == "EUR"
+    with pytest.raises(ConfigurationError, match="CURRENCY"):
+        load_settings(currency="dollars", _env_file=None)

@@ -327,3 +327,8 @@ async def test_update_refuses_null_for_required_fields(gql: GraphQL, admin_token
     body = await gql(UPDATE, {"id": product["id"], "input": {"name": None}}, token=admin_token)
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert await _snapshot() == before
+
+
+async def test_the_shop_names_its_currency_to_anyone(gql: GraphQL) -> None:
+    body = await gql("{ shop { currency } }")
+    assert body["data"] == {"shop": {"currency": "USD"}}  # the CURRENCY default

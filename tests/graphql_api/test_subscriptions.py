@@ -15,7 +15,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from catalog.validation import ProductDraft
-from reservations.events import customer_channel, stock_channel
+from models import Role
+from reservations.events import CATALOG_CHANNEL, customer_channel, stock_channel
 from services import Services
 from tests.conftest import signed_in
 from tests.polling import eventually
@@ -28,6 +29,9 @@ MINE = """subscription { myReservationEvents {
   reservationId productId status quantity expiresAt at } }"""
 RESERVE = """mutation R($p: ID!, $q: Int!) { reserve(productId: $p, quantity: $q) {
   reservation { id expiresAt } errors { code } } }"""
+CREATED = """subscription { productCreated { id name price available holdSeconds } }"""
+CREATE = """mutation C($i: ProductInput!) { createProduct(input: $i) {
+  product { id } errors { code } } }"""
 CANCEL = """mutation C($r: ID!) { cancelReservation(reservationId: $r) { errors { code } } }"""
 SETTLE_TIMEOUT = 10.0
 
@@ -139,6 +143,32 @@ async def test_my_reservation_events_follow_my_holds_only(
         assert expired["at"] >= expired["expiresAt"]
 
     await _listeners(services, customer_channel(me), listening=False)
+
+
+async def test_a_product_created_on_one_process_reaches_storefronts_on_the_other(
+    services: Services, two_servers: list[ServerProcess]
+) -> None:
+    watcher, shop = two_servers
+    admin = (await signed_in(services, Role.ADMIN))[1]
+
+    async with session(watcher.url) as live:  # anonymous, as a storefront starts
+        await live.subscribe(CREATED)
+        await _listeners(services, CATALOG_CHANNEL, listening=True)
+        name = f"Drop {ObjectId()}"
+        draft = {"name": name, "price": "12.50", "totalStock": 7, "holdSeconds": 30}
+        created = await _call(shop.url, CREATE, {"i": draft}, admin)
+        product_id = created["createProduct"]["product"]["id"]
+
+        news = (await live.next_data())["productCreated"]
+        assert news == {
+            "id": product_id,
+            "name": name,
+            "price": "12.50",
+            "available": 7,
+            "holdSeconds": 30,
+        }
+
+    await _listeners(services, CATALOG_CHANNEL, listening=False)
 
 
 async def test_subscriptions_refuse_bad_tokens_and_anonymous_callers(

@@ -5,6 +5,8 @@ import asyncio
 import json
 import uuid
 
+from redis.asyncio import Redis
+
 from reservations.events import QUEUE_SIZE, EventHub
 from services import Services
 
@@ -40,3 +42,23 @@ async def test_one_connection_fans_out_and_a_slow_subscriber_only_loses_its_olde
         assert hub.subscriber_count == 0
     finally:
         await hub.close()
+
+
+async def test_publish_reaches_subscribers_and_an_unreachable_redis_is_reported_not_raised(
+    services: Services,
+) -> None:
+    channel = f"fs:test:{uuid.uuid4().hex}"
+    hub = EventHub(services.redis)
+    try:
+        async with hub.subscribe([channel]) as listener:
+            assert await hub.publish(channel, {"product": "p1"})
+            event = await asyncio.wait_for(listener.queue.get(), 10)
+            assert (event.channel, event.data) == (channel, {"product": "p1"})
+    finally:
+        await hub.close()
+
+    nowhere = Redis(port=1, socket_connect_timeout=0.5)  # nothing listens on port 1
+    try:
+        assert await EventHub(nowhere).publish(channel, {"product": "p1"}) is False
+    finally:
+        await nowhere.aclose()
