@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.browser.test_graphiql import CHROMIUM, SCREENSHOTS
 from tests.processes import ServerProcess, base_env
@@ -46,25 +46,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         process.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
 class Tab:
     """A browser context with one page that may only talk to our server, and that records
-    every script error."""
+    every script error. Its locale is en-US unless told, so amounts read "$25.00"."""
 
     def __init__(self, browser: Browser, server: ServerProcess, **options: Any) -> None:
-        self.context: BrowserContext = browser.new_context(**options)
+        self.context: BrowserContext = browser.new_context(**{"locale": "en-US", **options})
         self.own_host = urlsplit(server.url).netloc
         self.refused: list[str] = []
         self.errors: list[str] = []
@@ -194,7 +181,7 @@ def test_a_shopper_buys_the_last_units_while_another_browser_watches(
     expect(hold).to_have_count(1, timeout=WAIT_MS)
     expect(hold.locator("time.expires-at")).to_have_attribute("datetime", deadline or "")
     hold.get_by_role("button", name="Check out").click()
-    expect(message(page)).to_contain_text(f"Bought 2 × {name} for 50.00")
+    expect(message(page)).to_contain_text(f"Bought 2 × {name} for $50.00")
     expect(page.locator("#orders")).to_contain_text(name)
     expect(page.locator("#holds .hold")).to_have_count(0)
     expect(card(watching, name).locator(".sold")).to_have_text("2", timeout=WAIT_MS)
@@ -244,6 +231,7 @@ def test_a_short_hold_expires_on_screen(
 def test_refusals_read_clearly(browser: Browser, server: ServerProcess, tabs: list[Tab]) -> None:
     _, limited = new_product(server, totalStock=10, maxPerCustomer=1)
     scarce_id, scarce = new_product(server, totalStock=3, maxPerCustomer=3)
+    _, spare = new_product(server, totalStock=10, maxPerCustomer=3)
     _, other_token = new_customer(server)
     held = api(
         server,
@@ -259,20 +247,23 @@ def test_refusals_read_clearly(browser: Browser, server: ServerProcess, tabs: li
 
     card(page, limited).get_by_role("button", name="Reserve").click()  # 1st reserve
     expect(message(page)).to_contain_text(f"Held 1 × {limited}")
-    card(page, limited).get_by_role("button", name="Reserve").click()  # 2nd
-    expect(message(page)).to_have_text(
-        "You already hold or bought as many of this product as one customer may."
+    # The page knows the limit is reached: Reserve is off, and says why.
+    expect(card(page, limited).get_by_role("button", name="Limit reached")).to_be_disabled()
+    expect(card(page, limited).locator(".limit")).to_have_text(
+        "You hold or bought 1 of the 1 one customer may have."
     )
     expect(card(page, scarce).locator(".available")).to_have_text("1")
     card(page, scarce).get_by_label("Quantity").fill("2")
-    card(page, scarce).get_by_role("button", name="Reserve").click()  # 3rd
-    expect(message(page)).to_have_text("Only 1 left: ask for fewer.")
+    card(page, scarce).get_by_role("button", name="Reserve").click()  # 2nd
+    expect(message(page)).to_have_text(f"Not reserved: {scarce}. Only 1 left: ask for fewer.")
     card(page, scarce).get_by_label("Quantity").fill("1")
-    card(page, scarce).get_by_role("button", name="Reserve").click()  # 4th: the last allowed
+    card(page, scarce).get_by_role("button", name="Reserve").click()  # 3rd
     expect(message(page)).to_contain_text(f"Held 1 × {scarce}")
     expect(card(page, scarce).locator(".sale-state")).to_have_text("All held: some may come back")
-    card(page, limited).get_by_role("button", name="Reserve").click()  # 5th in a minute
-    expect(message(page)).to_contain_text("Too many tries at once. Wait")
+    card(page, spare).get_by_role("button", name="Reserve").click()  # 4th: the last allowed
+    expect(message(page)).to_contain_text(f"Held 1 × {spare}")
+    card(page, spare).get_by_role("button", name="Reserve").click()  # 5th in a minute
+    expect(message(page)).to_contain_text(f"Not reserved: {spare}. Too many tries at once. Wait")
     expect(message(page)).to_have_attribute("data-kind", "error")
 
 
@@ -338,7 +329,7 @@ def test_the_admin_creates_a_product_and_watches_the_sale_in_charts(
     )
     expect(row.locator(".sold")).to_have_text("1", timeout=WAIT_MS)
     expect(page.locator("#chart-top")).to_contain_text(name, timeout=WAIT_MS)
-    expect(page.locator("#chart-top")).to_contain_text("120.50 · 1 unit")
+    expect(page.locator("#chart-top")).to_contain_text("$120.50 · 1 unit")
     expect(page.locator("#chart-funnel")).to_contain_text("Checked out")
     assert page.locator("#chart-days svg rect.bar").count() == 30
 

@@ -1,8 +1,8 @@
 // The admin dashboard: sales charts refreshed live, new products, restocking.
 import { currentUser, mountAuth } from "./auth.js";
-import { $, liveCounters, say } from "./page.js";
+import { $, clearMessage, liveCounters, say } from "./page.js";
 import { bars, columns } from "./charts.js";
-import { Live, describe, el, formatTime, gql, settled } from "./graphql.js";
+import { Live, describe, el, formatMoney, formatTime, gql, settled, useCurrency } from "./graphql.js";
 
 const PRODUCT = "id name price totalStock available reserved sold";
 const PAGE = 50;
@@ -13,6 +13,13 @@ const rows = new Map(); // product id -> its row's live cells
 const live = new Live();
 let stopStock = () => {};
 let refreshTimer = null;
+let shownStats = null; // drawn again when the width changes: the charts fit their width
+
+/** Amounts in the shop's currency, and the price field says which it is. */
+function currency(shop) {
+  useCurrency(shop.currency);
+  $("p-price-currency").textContent = `(${shop.currency})`;
+}
 
 function failed(error) {
   say(describe(error), "error");
@@ -28,29 +35,33 @@ function range() {
   return { from: new Date(tomorrow - days * 86_400_000).toISOString(), to: new Date(tomorrow).toISOString() };
 }
 
-async function loadStats() {
+async function loadStats({ asked = false } = {}) {
   try {
     const data = await gql(
-      `query Stats($from: DateTime!, $to: DateTime!) { salesStats(from: $from, to: $to, top: 5) {
+      `query Stats($from: DateTime!, $to: DateTime!) { shop { currency } salesStats(from: $from, to: $to, top: 5) {
         totals { revenue units orders averageOrderValue }
         topProducts { productId name revenue units }
         byDay { day revenue units orders }
         funnel { created active completed expired cancelled conversionRate } } }`,
       range(),
     );
+    currency(data.shop);
     showStats(data.salesStats);
+    if (asked) clearMessage();
     $("stats-updated").textContent = `updated ${formatTime(new Date().toISOString())}`;
   } catch (error) {
     failed(error);
   }
 }
 
-function showStats({ totals, topProducts, byDay, funnel }) {
+function showStats(stats) {
+  shownStats = stats;
+  const { totals, topProducts, byDay, funnel } = stats;
   const tiles = [
-    ["Revenue", totals.revenue],
+    ["Revenue", formatMoney(totals.revenue)],
     ["Orders", totals.orders],
     ["Units sold", totals.units],
-    ["Average order", totals.averageOrderValue],
+    ["Average order", formatMoney(totals.averageOrderValue)],
     ["Holds that became orders", `${(funnel.conversionRate * 100).toFixed(1)}%`],
   ];
   $("totals").replaceChildren(
@@ -59,12 +70,12 @@ function showStats({ totals, topProducts, byDay, funnel }) {
   columns(
     $("chart-days"),
     "Revenue by day (UTC)",
-    byDay.map((day) => ({ label: day.day.slice(5), value: Number(day.revenue), shown: `${day.revenue} (${day.orders} orders)` })),
+    byDay.map((day) => ({ label: day.day.slice(5), value: Number(day.revenue), shown: `${formatMoney(day.revenue)} (${day.orders} orders)` })),
   );
   bars(
     $("chart-top"),
     "Top products by revenue",
-    topProducts.map((p) => ({ label: p.name ?? "(deleted)", value: Number(p.revenue), shown: `${p.revenue} · ${p.units} unit${p.units === 1 ? "" : "s"}` })),
+    topProducts.map((p) => ({ label: p.name ?? "(deleted)", value: Number(p.revenue), shown: `${formatMoney(p.revenue)} · ${p.units} unit${p.units === 1 ? "" : "s"}` })),
   );
   bars(
     $("chart-funnel"),
@@ -91,12 +102,13 @@ function refreshSoon() {
 
 function row(product) {
   const inputId = `restock-${product.id}`;
+  // data-label: on a phone each row is a card, and each cell says what it is.
   const cells = {
-    price: el("td", {}),
-    total: el("td", { class: "total" }),
-    available: el("td", { class: "available" }),
-    reserved: el("td", { class: "reserved" }),
-    sold: el("td", { class: "sold" }),
+    price: el("td", { "data-label": "Price" }),
+    total: el("td", { class: "total", "data-label": "Total" }),
+    available: el("td", { class: "available", "data-label": "Available" }),
+    reserved: el("td", { class: "reserved", "data-label": "Held" }),
+    sold: el("td", { class: "sold", "data-label": "Sold" }),
   };
   const amount = el("input", { id: inputId, type: "number", min: "1", value: "5", required: true });
   const restock = el(
@@ -115,7 +127,7 @@ function row(product) {
     cells.available,
     cells.reserved,
     cells.sold,
-    el("td", {}, restock),
+    el("td", { class: "restock", "data-label": "Restock" }, restock),
   );
   rows.set(product.id, cells);
   return cells.node;
@@ -123,7 +135,7 @@ function row(product) {
 
 function paint(product) {
   const cells = rows.get(product.id);
-  cells.price.textContent = product.price;
+  cells.price.textContent = formatMoney(product.price);
   cells.total.textContent = product.totalStock;
   cells.available.textContent = product.available;
   cells.reserved.textContent = product.reserved;
@@ -162,9 +174,10 @@ function watchStock() {
 
 async function loadProducts(after = null) {
   const data = await gql(
-    `query Catalog($after: String) { products(first: ${PAGE}, after: $after) { edges { node { ${PRODUCT} } } pageInfo { hasNextPage endCursor } } }`,
+    `query Catalog($after: String) { shop { currency } products(first: ${PAGE}, after: $after) { edges { node { ${PRODUCT} } } pageInfo { hasNextPage endCursor } } }`,
     { after },
   );
+  currency(data.shop);
   showProducts(data.products.edges.map((edge) => edge.node), { append: after !== null });
   state.cursor = data.products.pageInfo.endCursor;
   $("more-products").hidden = !data.products.pageInfo.hasNextPage;
@@ -243,8 +256,23 @@ async function show(user) {
 const auth = mountAuth($("auth"), { onChange: show, say, allowRegister: false });
 live.onRefused = () => auth.signOut();
 $("create").addEventListener("submit", createProduct);
-$("days").addEventListener("change", loadStats);
-$("more-products").addEventListener("click", () => loadProducts(state.cursor).catch(failed));
+$("days").addEventListener("change", () => loadStats({ asked: true }));
+$("more-products").addEventListener("click", () =>
+  loadProducts(state.cursor)
+    .then(clearMessage)
+    .catch(failed),
+);
+let resizing = null;
+let drawnWidth = document.documentElement.clientWidth;
+window.addEventListener("resize", () => {
+  cancelAnimationFrame(resizing);
+  resizing = requestAnimationFrame(() => {
+    const width = document.documentElement.clientWidth;
+    if (width === drawnWidth || !shownStats) return; // a phone's bar sliding away is no reason
+    drawnWidth = width;
+    showStats(shownStats);
+  });
+});
 
 currentUser()
   .then((user) => {

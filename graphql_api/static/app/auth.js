@@ -26,6 +26,7 @@ export function mountAuth(panel, { onChange, say, allowRegister = true }) {
         );
         const { token, user } = settled(data.auth);
         session.token = token;
+        say(""); // a wrong password's message must not stay above the account it opened
         render(user);
         onChange(user);
       } catch (error) {
@@ -52,7 +53,7 @@ export function mountAuth(panel, { onChange, say, allowRegister = true }) {
       "div",
       { class: "auth" },
       el("span", { id: "signed-in-as" }, `Signed in as ${user.email}`),
-      el("button", { type: "button", class: "secondary", onclick: signOut }, "Sign out"),
+      el("button", { type: "button", class: "secondary", onclick: () => (say(""), signOut()) }, "Sign out"),
     );
   }
 

@@ -26,15 +26,19 @@ function table(caption, headings, rows) {
   );
 }
 
-/** Vertical bars, one per item: [{label, value, shown}] (value a number, shown its text). */
+const LABEL_PX = 56; // room one axis label needs, at the size it is drawn
+
+/** Vertical bars, one per item: [{label, value, shown}] (value a number, shown its text).
+ * Drawn at the container's own width, so its text stays at its CSS size on a phone too
+ * (a fixed 720-unit drawing shrunk to 340 px made 11 px labels 5 px); draw again on resize. */
 export function columns(container, caption, items) {
-  const width = 720;
-  const height = 220;
+  const width = Math.max(240, Math.round(container.clientWidth) || 720);
+  const height = width < 480 ? 180 : 220;
   const bottom = 24;
   const top = 16;
   const max = Math.max(1, ...items.map((item) => item.value));
   const step = width / Math.max(1, items.length);
-  const every = Math.ceil(items.length / 10); // at most about ten labels on the axis
+  const every = Math.ceil(items.length / Math.max(2, Math.floor(width / LABEL_PX))); // labels that fit
   const chart = svg(
     "svg",
     { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": caption, class: "columns" },

@@ -217,3 +217,43 @@ export function formatTime(iso) {
 export function formatDateTime(iso) {
   return new Date(iso).toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
 }
+
+/** A length of time as it is: "5 s", "1 min 30 s", "10 min", "2 h". */
+export function formatDuration(seconds) {
+  const whole = Math.max(0, Math.round(seconds));
+  const parts = [];
+  const hours = Math.floor(whole / 3600);
+  const minutes = Math.floor((whole % 3600) / 60);
+  if (hours) parts.push(`${hours} h`);
+  if (minutes) parts.push(`${minutes} min`);
+  if (whole % 60 || !parts.length) parts.push(`${whole % 60} s`);
+  return parts.join(" ");
+}
+
+/** Time left on a clock face: "4:05", "1:02:03"; past a day, "2 d 3 h". */
+export function formatClock(milliseconds) {
+  const seconds = Math.max(0, Math.ceil(milliseconds / 1000));
+  const days = Math.floor(seconds / 86_400);
+  const hours = Math.floor((seconds % 86_400) / 3600);
+  if (days) return `${days} d ${hours} h`;
+  const minutes = Math.floor((seconds % 3600) / 60);
+  const secs = String(seconds % 60).padStart(2, "0");
+  return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${secs}` : `${minutes}:${secs}`;
+}
+
+let money = null;
+
+/** Amounts are shown in this ISO 4217 currency from now on (the API's `shop { currency }`). */
+export function useCurrency(code) {
+  try {
+    money = new Intl.NumberFormat(undefined, { style: "currency", currency: code });
+  } catch {
+    money = null; // an unknown code: amounts stay plain decimals rather than wrong
+  }
+}
+
+/** A Money amount (a decimal string) with its currency, e.g. "$799.00". Intl formats the
+ * string itself, as an exact decimal: no float on the way. */
+export function formatMoney(amount) {
+  return money ? money.format(amount) : amount;
+}

@@ -2,12 +2,21 @@
 
 export const $ = (id) => document.getElementById(id);
 
-/** Shows one message in #messages (announced: role="status"); kind styles it. */
+/** Shows one message in #messages (announced: role="status"); kind styles it. The message
+ * stays in view (the dock is sticky) until the next one, a dismissal, or `clearMessage`. */
 export function say(text, kind = "info") {
   const box = $("messages");
-  box.textContent = text;
+  box.textContent = text ?? "";
   box.dataset.kind = kind;
+  $("dismiss-message").hidden = !text;
 }
+
+/** The next action succeeded: whatever the last one said (an error most of all) is stale. */
+export function clearMessage() {
+  say("");
+}
+
+$("dismiss-message").addEventListener("click", clearMessage);
 
 const STOCK_CHANGED =
   "subscription Stock($ids: [ID!]!) { stockChanged(productIds: $ids) { productId available reserved sold } }";

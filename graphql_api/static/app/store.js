@@ -1,11 +1,24 @@
 // The storefront: products with live stock, holds with a countdown, checkout, history.
 import { currentUser, mountAuth } from "./auth.js";
-import { $, liveCounters, say } from "./page.js";
-import { Live, describe, el, formatDateTime, formatTime, gql, randomKey, settled } from "./graphql.js";
+import { $, clearMessage, liveCounters, say } from "./page.js";
+import {
+  Live,
+  describe,
+  el,
+  formatClock,
+  formatDateTime,
+  formatDuration,
+  formatMoney,
+  formatTime,
+  gql,
+  randomKey,
+  settled,
+  useCurrency,
+} from "./graphql.js";
 
 const PRODUCT = "id name description price available reserved sold maxPerCustomer holdSeconds saleStartsAt saleEndsAt";
 const HOLD = "id productId quantity status createdAt expiresAt endedAt product { name }";
-const ORDER = "id quantity total createdAt product { name }";
+const ORDER = "id reservationId productId quantity total createdAt product { name }";
 const PAGE = 24;
 
 const state = { user: null, products: new Map(), holds: new Map(), orders: [], cursor: null };
@@ -15,8 +28,9 @@ let stopStock = () => {};
 let stopHolds = () => {};
 let connectedBefore = false;
 
-function failed(error) {
-  say(describe(error), "error");
+/** Says what went wrong; `what` names what was refused ("Not reserved: Phone X"). */
+function failed(error, what = null) {
+  say(what ? `${what}. ${describe(error)}` : describe(error), "error");
   if (error.code === "UNAUTHENTICATED") auth.signOut();
 }
 
@@ -24,7 +38,8 @@ function failed(error) {
 
 function saleState(product, now = Date.now()) {
   if (product.saleStartsAt && now < Date.parse(product.saleStartsAt)) {
-    return { open: false, text: `Starts ${formatDateTime(product.saleStartsAt)}` };
+    const left = formatClock(Date.parse(product.saleStartsAt) - now);
+    return { open: false, text: `Starts in ${left} (${formatDateTime(product.saleStartsAt)})`, soon: true };
   }
   if (product.saleEndsAt && now >= Date.parse(product.saleEndsAt)) {
     return { open: false, text: "Sale ended" };
@@ -42,7 +57,8 @@ function card(product) {
     sold: el("span", { class: "sold" }),
     state: el("p", { class: "sale-state" }),
     quantity: el("input", { id: qtyId, type: "number", min: "1", max: String(product.maxPerCustomer), value: "1", inputmode: "numeric" }),
-    button: el("button", { type: "submit" }, "Reserve"),
+    button: el("button", { type: "submit", "aria-describedby": `limit-${product.id}` }, "Reserve"),
+    limit: el("p", { class: "limit", id: `limit-${product.id}`, hidden: true }),
   };
   const form = el(
     "form",
@@ -51,17 +67,17 @@ function card(product) {
     parts.quantity,
     parts.button,
   );
-  const minutes = Math.max(1, Math.round(product.holdSeconds / 60));
   parts.node = el(
     "li",
     { class: "product", "data-id": product.id, "aria-label": product.name },
     el("h3", {}, product.name),
     el("p", { class: "description" }, product.description),
-    el("p", { class: "price" }, product.price),
+    el("p", { class: "price" }, formatMoney(product.price)),
     el("p", { class: "stock" }, parts.available, " left · ", parts.reserved, " held · ", parts.sold, " sold"),
     parts.state,
     form,
-    el("p", { class: "hint" }, `Up to ${product.maxPerCustomer} per customer · held ${minutes} min`),
+    parts.limit,
+    el("p", { class: "hint" }, `Up to ${product.maxPerCustomer} per customer · held ${formatDuration(product.holdSeconds)}`),
   );
   cards.set(product.id, parts);
   return parts.node;
@@ -76,9 +92,33 @@ function paint(product) {
   const sale = saleState(product);
   parts.state.textContent = sale.text;
   parts.node.classList.toggle("closed", !sale.open);
-  parts.button.disabled = !sale.open || parts.busy === true;
-  parts.button.textContent = state.user ? "Reserve" : "Sign in to reserve";
-  if (!state.user) parts.button.disabled = true;
+  parts.node.classList.toggle("soon", sale.soon === true);
+  const mine = state.user ? unitsMine(product) : 0;
+  const allowed = product.maxPerCustomer - mine;
+  const limited = state.user !== null && allowed <= 0;
+  parts.limit.hidden = !limited;
+  parts.limit.textContent = limited
+    ? `You hold or bought ${mine} of the ${product.maxPerCustomer} one customer may have.`
+    : "";
+  parts.quantity.max = String(Math.max(1, allowed));
+  parts.button.disabled = !state.user || limited || !sale.open || parts.busy === true;
+  parts.button.textContent = !state.user ? "Sign in to reserve" : limited ? "Limit reached" : "Reserve";
+}
+
+/** The units of `product` the server counts against the per-customer limit: held now or
+ * bought (as far as this page knows; a refusal from the server says the rest). */
+function unitsMine(product) {
+  let units = 0;
+  const counted = new Set();
+  for (const hold of state.holds.values()) {
+    if (hold.productId !== product.id || !["ACTIVE", "COMPLETED"].includes(hold.status)) continue;
+    units += hold.quantity;
+    counted.add(hold.id);
+  }
+  for (const order of state.orders) {
+    if (order.productId === product.id && !counted.has(order.reservationId)) units += order.quantity;
+  }
+  return product.limitReached ? Math.max(units, product.maxPerCustomer) : units;
 }
 
 function showProducts(products, append) {
@@ -119,6 +159,7 @@ async function moreProducts() {
       { after: state.cursor },
     );
     showPage(data.products, true);
+    clearMessage();
   } catch (error) {
     failed(error);
   }
@@ -147,7 +188,8 @@ async function reserve(productId, parts) {
     remember(reservation);
     say(`Held ${quantity} × ${product.name} until ${formatTime(reservation.expiresAt)}. Check out before the countdown ends.`, "success");
   } catch (error) {
-    failed(error);
+    if (error.code === "LIMIT_PER_CUSTOMER") product.limitReached = true; // holds this page never saw
+    failed(error, `Not reserved: ${product.name}`);
   } finally {
     parts.busy = false;
     paint(product);
@@ -164,10 +206,10 @@ async function checkout(hold) {
     remember(reservation);
     state.orders = [order, ...state.orders.filter((known) => known.id !== order.id)];
     showOrders();
-    say(`Bought ${order.quantity} × ${order.product?.name ?? "product"} for ${order.total}. Thank you!`, "success");
+    say(`Bought ${order.quantity} × ${order.product?.name ?? "product"} for ${formatMoney(order.total)}. Thank you!`, "success");
   } catch (error) {
     if (error.code === "RESERVATION_EXPIRED") remember({ ...hold, status: "EXPIRED" });
-    failed(error);
+    failed(error, `Not bought: ${hold.product?.name ?? "product"}`);
   }
 }
 
@@ -180,14 +222,17 @@ async function cancel(hold) {
     remember(settled(data.cancelReservation).reservation);
     say(`Cancelled: ${hold.quantity} × ${hold.product?.name ?? "product"} went back on sale.`, "info");
   } catch (error) {
-    failed(error);
+    failed(error, `Not cancelled: ${hold.product?.name ?? "product"}`);
   }
 }
 
 function remember(hold) {
   const known = state.holds.get(hold.id);
   state.holds.set(hold.id, { ...known, ...hold });
+  const product = state.products.get(hold.productId);
+  if (product && ["CANCELLED", "EXPIRED"].includes(hold.status)) product.limitReached = false; // room again
   showHolds();
+  if (product) paint(product);
 }
 
 function onHoldEvent({ myReservationEvents: event }) {
@@ -209,15 +254,50 @@ function onHoldEvent({ myReservationEvents: event }) {
 }
 
 function countdown(hold) {
-  const left = Math.max(0, Date.parse(hold.expiresAt) - Date.now());
-  const seconds = Math.ceil(left / 1000);
-  return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+  return formatClock(Date.parse(hold.expiresAt) - Date.now());
+}
+
+function activeHolds() {
+  return [...state.holds.values()]
+    .filter((hold) => hold.status === "ACTIVE")
+    .sort((a, b) => Date.parse(a.expiresAt) - Date.parse(b.expiresAt));
+}
+
+// The hold that ends first, with its countdown and Check out, pinned in the sticky dock:
+// the list of holds is above the products, out of sight once the shopper scrolls.
+let barHold = null;
+
+function showHoldBar(active) {
+  const bar = $("hold-bar");
+  const [next] = active;
+  bar.hidden = !next;
+  if (!next) {
+    barHold = null;
+    bar.replaceChildren();
+    return;
+  }
+  if (barHold !== next.id || bar.dataset.count !== String(active.length)) {
+    barHold = next.id;
+    bar.dataset.count = String(active.length);
+    bar.dataset.id = next.id;
+    const more = active.length - 1;
+    bar.replaceChildren(
+      el("span", { class: "what" }, `${next.quantity} × ${next.product?.name ?? "product"}`),
+      el(
+        "span",
+        { class: "deadline" },
+        el("span", { class: "countdown", role: "timer", "aria-label": "time left" }, countdown(next)),
+        " left",
+      ),
+      el("button", { type: "button", onclick: () => checkout(next) }, "Check out"),
+      ...(more ? [el("a", { href: "#holds-title" }, `+${more} more hold${more === 1 ? "" : "s"}`)] : []),
+    );
+  }
+  bar.querySelector(".countdown").textContent = countdown(next);
 }
 
 function showHolds() {
-  const active = [...state.holds.values()]
-    .filter((hold) => hold.status === "ACTIVE")
-    .sort((a, b) => Date.parse(a.expiresAt) - Date.parse(b.expiresAt));
+  const active = activeHolds();
   $("holds").replaceChildren(
     ...active.map((hold) =>
       el(
@@ -239,6 +319,7 @@ function showHolds() {
     ),
   );
   $("no-holds").hidden = active.length > 0;
+  showHoldBar(active);
   showReservations();
 }
 
@@ -255,6 +336,7 @@ function tick() {
         .catch(() => {});
     }
   }
+  if (barHold) showHoldBar(activeHolds());
   for (const product of state.products.values()) paint(product);
 }
 
@@ -267,7 +349,7 @@ function cells(...values) {
 function showOrders() {
   $("orders").replaceChildren(
     ...state.orders.map((order) =>
-      cells(order.product?.name ?? "(deleted)", String(order.quantity), order.total, formatDateTime(order.createdAt)),
+      cells(order.product?.name ?? "(deleted)", String(order.quantity), formatMoney(order.total), formatDateTime(order.createdAt)),
     ),
   );
 }
@@ -287,6 +369,7 @@ async function load() {
   const signedIn = Boolean(state.user);
   const data = await gql(
     `query Store($signedIn: Boolean!) {
+      shop { currency }
       products(first: ${PAGE}) { edges { node { ${PRODUCT} } } pageInfo { hasNextPage endCursor } }
       active: myReservations(status: ACTIVE, first: 20) @include(if: $signedIn) { ${HOLD} }
       recent: myReservations(first: 20) @include(if: $signedIn) { ${HOLD} }
@@ -294,6 +377,7 @@ async function load() {
     }`,
     { signedIn },
   );
+  useCurrency(data.shop.currency);
   showPage(data.products, false);
   state.holds.clear();
   for (const hold of [...(data.recent ?? []), ...(data.active ?? [])]) state.holds.set(hold.id, hold);
@@ -302,6 +386,11 @@ async function load() {
   $("history-section").hidden = !signedIn;
   showHolds();
   showOrders();
+}
+
+/** A product an admin just created joins the list on every open storefront. */
+function onProductCreated({ productCreated: product }) {
+  if (!state.products.has(product.id)) showProducts([product], true);
 }
 
 function watchHolds() {
@@ -347,6 +436,7 @@ async function start() {
   try {
     state.user = await currentUser();
     auth.render(state.user);
+    live.subscribe(`subscription Created { productCreated { ${PRODUCT} } }`, {}, onProductCreated, failed);
     watchHolds();
     await load();
   } catch (error) {
