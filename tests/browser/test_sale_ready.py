@@ -29,6 +29,7 @@ from tests.browser.test_pages import (
     message,
     new_customer,
     new_product,
+    product_id_of,
     register,
 )
 from tests.processes import ServerProcess, base_env
@@ -316,6 +317,17 @@ def test_the_dashboard_fits_the_screen(tab: Tab, server: ServerProcess, device: 
     spans = sorted((box["x"], box["x"] + box["width"]) for box in boxes)
     overlaps = [(a, b) for a, b in zip(spans, spans[1:], strict=False) if a[1] > b[0]]
     assert overlaps == []
+
+    # A sale elsewhere redraws the charts; figures the admin opened stay open.
+    figures = page.locator("#chart-days details")
+    figures.locator("summary").click()
+    expect(figures).to_have_attribute("open", "")
+    made = page.locator("#chart-funnel li", has_text="Holds made").locator(".bar-value")
+    before = int(made.inner_text())
+    _, token = new_customer(server)
+    reserve(server, token, product_id_of(server, name))
+    expect(made).to_have_text(str(before + 1), timeout=WAIT_MS)
+    expect(page.locator("#chart-days details")).to_have_attribute("open", "")
     page.locator("#totals").scroll_into_view_if_needed()
     shot(page, "admin-charts", device)
     page.screenshot(path=str(SCREENSHOTS / f"sale-admin-{device}.png"), full_page=True)

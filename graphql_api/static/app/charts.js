@@ -60,7 +60,9 @@ export function columns(container, caption, items) {
       chart.append(svg("text", { x, y: height - 6, class: "label" }, item.label));
     }
   });
-  container.replaceChildren(chart, table(caption, ["", "value"], items.map((item) => [item.label, item.shown])));
+  const figures = table(caption, ["", "value"], items.map((item) => [item.label, item.shown]));
+  figures.open = container.querySelector("details.chart-table")?.open ?? false; // a redraw keeps it open
+  container.replaceChildren(chart, figures);
 }
 
 function fill(percent) {
