@@ -340,6 +340,9 @@ def test_the_dashboard_fits_the_screen(tab: Tab, server: ServerProcess, device: 
     figures = page.locator("#chart-days details")
     figures.locator("summary").click()
     expect(figures).to_have_attribute("open", "")
+    counted = re.findall(r"\((\d+) (orders?)\)", figures.inner_text())
+    assert counted, figures.inner_text()
+    assert all((n == "1") == (word == "order") for n, word in counted), counted
     made = page.locator("#chart-funnel li", has_text="Holds made").locator(".bar-value")
     before = int(made.inner_text())
     _, token = new_customer(server)

@@ -70,7 +70,7 @@ function showStats(stats) {
   columns(
     $("chart-days"),
     "Revenue by day (UTC)",
-    byDay.map((day) => ({ label: day.day.slice(5), value: Number(day.revenue), shown: `${formatMoney(day.revenue)} (${day.orders} orders)` })),
+    byDay.map((day) => ({ label: day.day.slice(5), value: Number(day.revenue), shown: `${formatMoney(day.revenue)} (${day.orders} ${day.orders === 1 ? "order" : "orders"})` })),
   );
   bars(
     $("chart-top"),
