@@ -1,8 +1,11 @@
 """`python -m flashsale` and the `flashsale` command."""
 
+from flashsale import stopping
+
 
 def run() -> int:
-    # Ctrl-C while the imports are still running ends the command quietly too.
+    # First, before the imports: a signal at any later moment stops the command.
+    stopping.install()
     try:
         from flashsale.cli import main
 

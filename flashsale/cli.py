@@ -12,10 +12,12 @@ import socket
 import sys
 import tempfile
 from collections.abc import Coroutine, Iterator
+from types import FrameType
 from typing import Any, TypeVar
 
 from core.errors import StoreUnreachable
 from core.settings import ConfigurationError, Settings, load_settings
+from flashsale import stopping
 from flashsale.embedded import EmbeddedError, EmbeddedServers, running_endpoints, start_embedded
 from flashsale.logs import configure_logging, log_config
 
@@ -65,25 +67,9 @@ def resolved_settings(settings: Settings, *, may_reuse: bool) -> Iterator[Settin
             servers.stop()
 
 
-class _Stop(KeyboardInterrupt):
-    """SIGTERM or SIGINT: stop serving and clean up.
-
-    A KeyboardInterrupt, so that it unwinds like Ctrl-C from wherever the signal lands: no
-    library's `except Exception` swallows it, and asyncio lets it out of its callbacks and
-    tasks (it logs and drops any other exception raised there, so a signal during start-up
-    was lost and the server came up anyway)."""
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _raise_stop(signum: int, frame: object) -> None:
-    raise _Stop
-
-
 def _interruptible(work: Coroutine[Any, Any, T]) -> T:
     """asyncio.run(work), where SIGINT or SIGTERM cancels `work` (its cleanup runs) and then
-    raises _Stop. A signal that raised inside the event loop would land in whatever task
+    raises Stop. A signal that raised inside the event loop would land in whatever task
     runs at that moment, such as one of PyMongo's monitors; so the handler only records the
     signal and asks the loop to cancel `work`.
 
@@ -92,32 +78,30 @@ def _interruptible(work: Coroutine[Any, Any, T]) -> T:
     is cancelled, bpo-42130), and a signal can come while asyncio.run is tearing down, when
     nothing is left to cancel. Either way the command stops (a signal was lost 1 time in
     40 with loop.add_signal_handler, and the server came up)."""
-    signalled: list[int] = []
+    stopping.stop_if_requested()
 
     async def main() -> T:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
 
-        def on_signal(signum: int, frame: object) -> None:
-            signalled.append(signum)
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stopping.received.append(signum)
             with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to cancel
                 loop.call_soon_threadsafe(task.cancel)
 
-        for signum in STOP_SIGNALS:
+        for signum in stopping.STOP_SIGNALS:
             signal.signal(signum, on_signal)
         return await work
 
     try:
         done = asyncio.run(main())
     except asyncio.CancelledError:
-        if not signalled:
+        if not stopping.requested():
             raise
     finally:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, _raise_stop)
-    if signalled:
-        raise _Stop
+        stopping.install()
+    stopping.stop_if_requested()
     return done
 
 
@@ -170,11 +154,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 1
     # uvicorn shuts down gracefully on these signals and then re-raises them with the
-    # handler it found; this one makes that re-raise (or a signal during start-up) unwind
-    # through our cleanup, which stops the embedded servers, without a traceback.
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _raise_stop)
+    # handler it found; stopping's makes that re-raise (or a signal during start-up) unwind
+    # through our cleanup, which stops the embedded servers, without a traceback. Installed
+    # again here for callers of main() that did not come through flashsale.__main__.
+    stopping.install()
     try:
+        stopping.stop_if_requested()
         with resolved_settings(settings, may_reuse=False) as live:
             # Workers are separate processes: they read the endpoints from the environment.
             os.environ["MONGODB_URI"] = str(live.mongodb_uri)
@@ -204,13 +189,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                 timeout_keep_alive=KEEP_ALIVE_SECONDS,
             )
+            stopping.stop_if_requested()  # one that came and was swallowed on the way
             if settings.workers > 1:
                 Multiprocess(config, sockets=[sock]).run()
                 return 0
             server = uvicorn.Server(config)
             server.run(sockets=[sock])
             return 0 if server.started else 1
-    except _Stop:
+    except stopping.Stop:
         return 0
     finally:
         sock.close()
