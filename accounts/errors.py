@@ -1,19 +1,17 @@
 from enum import StrEnum
 
+from core.errors import DomainError
+
 
 class AccountErrorCode(StrEnum):
     EMAIL_TAKEN = "EMAIL_TAKEN"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
 
 
-class AccountError(Exception):
+class AccountError(DomainError):
     """An expected outcome of an account operation, reported in the mutation's payload."""
 
-    def __init__(self, code: AccountErrorCode, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
+    code: AccountErrorCode
 
 
 class EmailTaken(AccountError):

@@ -2,20 +2,18 @@ from enum import StrEnum
 
 from bson import ObjectId
 
+from core.errors import DomainError
+
 
 class CatalogErrorCode(StrEnum):
     PRODUCT_NOT_FOUND = "PRODUCT_NOT_FOUND"
     STOCK_BELOW_COMMITTED = "STOCK_BELOW_COMMITTED"
 
 
-class CatalogError(Exception):
+class CatalogError(DomainError):
     """An expected outcome of a catalog operation, reported in the mutation's payload."""
 
-    def __init__(self, code: CatalogErrorCode, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
+    code: CatalogErrorCode
 
 
 class ProductNotFound(CatalogError):

@@ -4,50 +4,13 @@ import base64
 import binascii
 import re
 from decimal import Decimal
-from enum import Enum
-from itertools import chain
 from typing import NewType
 
 import strawberry
 from bson import ObjectId
 from bson.errors import InvalidId
 
-from accounts.errors import AccountError, AccountErrorCode
-from catalog.errors import CatalogError, CatalogErrorCode
 from core.errors import InvalidInput
-from reservations.errors import ReservationError, ReservationErrorCode
-
-# One GraphQL enum for every business outcome, built from the domains' own code enums.
-_problem_codes: type[Enum] = Enum(  # type: ignore[misc]
-    "ProblemCode",
-    {
-        code.name: code.value
-        for code in chain(AccountErrorCode, CatalogErrorCode, ReservationErrorCode)
-    },
-)
-ProblemCode = strawberry.enum(
-    _problem_codes,
-    description="Why a mutation did not do what was asked (nothing was changed).",
-)
-
-
-@strawberry.type(description="An expected business outcome that stopped a mutation.")
-class Problem:
-    code: ProblemCode  # type: ignore[valid-type]
-    message: str
-    field: str | None = strawberry.field(description="The input field at fault, if any.")
-    available: int | None = strawberry.field(
-        default=None, description="OUT_OF_STOCK: how many units are left."
-    )
-
-
-def problem(error: AccountError | CatalogError | ReservationError) -> Problem:
-    return Problem(
-        code=ProblemCode(error.code.value),
-        message=error.message,
-        field=error.field,
-        available=getattr(error, "available", None),
-    )
 
 
 def parse_id(raw: strawberry.ID | str, field: str = "id") -> ObjectId:

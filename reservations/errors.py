@@ -1,6 +1,7 @@
 from enum import StrEnum
 
-from bson import ObjectId
+from catalog.errors import ProductNotFound
+from core.errors import DomainError
 
 
 class ReservationErrorCode(StrEnum):
@@ -15,31 +16,16 @@ class ReservationErrorCode(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
 
 
-class ReservationError(Exception):
+class ReservationError(DomainError):
     """An expected outcome of a reservation operation; nothing was changed."""
 
-    def __init__(
-        self,
-        code: ReservationErrorCode,
-        message: str,
-        field: str | None = None,
-        available: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-        self.available = available
+    code: ReservationErrorCode
 
 
 class OutOfStock(ReservationError):
     def __init__(self, available: int) -> None:
-        super().__init__(
-            ReservationErrorCode.OUT_OF_STOCK,
-            f"only {available} left",
-            "quantity",
-            available=available,
-        )
+        super().__init__(ReservationErrorCode.OUT_OF_STOCK, f"only {available} left", "quantity")
+        self.available = available
 
 
 class LimitPerCustomer(ReservationError):
@@ -101,9 +87,6 @@ class IdempotencyKeyReused(ReservationError):
         )
 
 
-class ProductMissing(Exception):
-    """The product does not exist (reported by the caller as PRODUCT_NOT_FOUND)."""
-
-    def __init__(self, product_id: ObjectId) -> None:
-        super().__init__(str(product_id))
-        self.product_id = product_id
+class ProductMissing(ProductNotFound):
+    """The engine found no such product: the catalog's PRODUCT_NOT_FOUND, so the API
+    reports it as the catalog's own error."""

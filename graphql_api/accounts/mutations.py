@@ -5,8 +5,8 @@ from accounts.errors import AccountError
 from accounts.service import Session
 from graphql_api.accounts.limits import PerAccountLoginLimit
 from graphql_api.accounts.types import AuthPayload, User
-from graphql_api.common import problem
 from graphql_api.context import Context
+from graphql_api.problems import PayloadErrors
 
 
 def _payload(session: Session) -> AuthPayload:
@@ -15,18 +15,16 @@ def _payload(session: Session) -> AuthPayload:
 
 @strawberry.type
 class AccountMutations:
-    @strawberry.mutation(description="Create a customer account and sign in.")
+    @strawberry.mutation(
+        description="Create a customer account and sign in.",
+        extensions=[PayloadErrors(AccountError)],
+    )
     async def register(self, info: Info[Context, None], email: str, password: str) -> AuthPayload:
-        try:
-            return _payload(await info.context.services.accounts.register(email, password))
-        except AccountError as error:
-            return AuthPayload(errors=[problem(error)])
+        return _payload(await info.context.services.accounts.register(email, password))
 
     @strawberry.mutation(
-        description="Sign in; returns a bearer token.", extensions=[PerAccountLoginLimit()]
+        description="Sign in; returns a bearer token.",
+        extensions=[PayloadErrors(AccountError), PerAccountLoginLimit()],
     )
     async def login(self, info: Info[Context, None], email: str, password: str) -> AuthPayload:
-        try:
-            return _payload(await info.context.services.accounts.login(email, password))
-        except AccountError as error:
-            return AuthPayload(errors=[problem(error)])
+        return _payload(await info.context.services.accounts.login(email, password))

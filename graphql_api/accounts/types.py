@@ -2,7 +2,7 @@ from datetime import datetime
 
 import strawberry
 
-from graphql_api.common import Problem
+from graphql_api.problems import Problem
 from models import Role as RoleValue
 from models import User as UserDocument
 

@@ -11,9 +11,10 @@ from graphql_api.catalog.types import (
     ProductUpdateInput,
     with_counters,
 )
-from graphql_api.common import parse_id, problem
+from graphql_api.common import parse_id
 from graphql_api.context import Context
 from graphql_api.permissions import IsAdmin
+from graphql_api.problems import PayloadErrors
 
 
 def _given(update: ProductUpdateInput) -> dict[str, Any]:
@@ -23,7 +24,11 @@ def _given(update: ProductUpdateInput) -> dict[str, Any]:
 
 @strawberry.type
 class CatalogMutations:
-    @strawberry.mutation(permission_classes=[IsAdmin], description="Admin: add a product.")
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        extensions=[PayloadErrors(CatalogError)],
+        description="Admin: add a product.",
+    )
     async def create_product(
         self, info: Info[Context, None], input: ProductInput
     ) -> ProductPayload:
@@ -40,24 +45,26 @@ class CatalogMutations:
         product = await info.context.services.catalog.create(draft)
         return ProductPayload(product=(await with_counters(info, [product]))[0])
 
-    @strawberry.mutation(permission_classes=[IsAdmin], description="Admin: change a product.")
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        extensions=[PayloadErrors(CatalogError)],
+        description="Admin: change a product.",
+    )
     async def update_product(
         self, info: Info[Context, None], id: strawberry.ID, input: ProductUpdateInput
     ) -> ProductPayload:
         product_id = parse_id(id)
-        try:
-            product = await info.context.services.catalog.update(product_id, _given(input))
-        except CatalogError as error:
-            return ProductPayload(errors=[problem(error)])
+        product = await info.context.services.catalog.update(product_id, _given(input))
         return ProductPayload(product=(await with_counters(info, [product]))[0])
 
-    @strawberry.mutation(permission_classes=[IsAdmin], description="Admin: add units to stock.")
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        extensions=[PayloadErrors(CatalogError)],
+        description="Admin: add units to stock.",
+    )
     async def restock(
         self, info: Info[Context, None], id: strawberry.ID, quantity: int
     ) -> ProductPayload:
         product_id = parse_id(id)
-        try:
-            product = await info.context.services.catalog.restock(product_id, quantity)
-        except CatalogError as error:
-            return ProductPayload(errors=[problem(error)])
+        product = await info.context.services.catalog.restock(product_id, quantity)
         return ProductPayload(product=(await with_counters(info, [product]))[0])

@@ -5,8 +5,9 @@ import strawberry
 from strawberry.types import Info
 
 from catalog.service import price_of
-from graphql_api.common import Money, PageInfo, Problem
+from graphql_api.common import Money, PageInfo
 from graphql_api.context import Context
+from graphql_api.problems import Problem
 from models import Product as ProductDocument
 from models.common import utcnow
 from reservations.errors import ServiceUnavailable

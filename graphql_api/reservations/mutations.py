@@ -1,11 +1,11 @@
 import strawberry
 from strawberry.types import Info
 
-from catalog.errors import ProductNotFound
-from graphql_api.common import parse_id, problem
+from graphql_api.common import parse_id
 from graphql_api.context import Context
 from graphql_api.guards import PerUserLimit
 from graphql_api.permissions import IsAuthenticated
+from graphql_api.problems import PayloadErrors
 from graphql_api.reservations.types import CheckoutPayload, Order, Reservation, ReservationPayload
 from reservations.errors import ProductMissing, ReservationError
 from reservations.service import ReservationId
@@ -15,7 +15,8 @@ from reservations.service import ReservationId
 class ReservationMutations:
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
-        extensions=[PerUserLimit("reserve")],
+        # A product that does not exist is the catalog's PRODUCT_NOT_FOUND.
+        extensions=[PayloadErrors(ReservationError, ProductMissing), PerUserLimit("reserve")],
         description="Hold units of a product for the caller. The same idempotencyKey returns "
         "the first reservation and changes nothing more.",
     )
@@ -28,18 +29,14 @@ class ReservationMutations:
     ) -> ReservationPayload:
         product = parse_id(product_id, "productId")
         claims = info.context.require_claims()
-        try:
-            hold = await info.context.services.engine.reserve(
-                claims.user_id, product, quantity, idempotency_key
-            )
-        except ReservationError as error:
-            return ReservationPayload(errors=[problem(error)])
-        except ProductMissing:
-            return ReservationPayload(errors=[problem(ProductNotFound(product))])
+        hold = await info.context.services.engine.reserve(
+            claims.user_id, product, quantity, idempotency_key
+        )
         return ReservationPayload(reservation=Reservation.from_hold(hold))
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
+        extensions=[PayloadErrors(ReservationError)],
         description="End an ACTIVE hold and give its stock back.",
     )
     async def cancel_reservation(
@@ -47,15 +44,12 @@ class ReservationMutations:
     ) -> ReservationPayload:
         rid = ReservationId.parse(reservation_id)
         owner = info.context.owner_scope()
-        try:
-            hold = await info.context.services.engine.cancel(rid, owner)
-        except ReservationError as error:
-            return ReservationPayload(errors=[problem(error)])
+        hold = await info.context.services.engine.cancel(rid, owner)
         return ReservationPayload(reservation=Reservation.from_hold(hold))
 
     @strawberry.mutation(
         permission_classes=[IsAuthenticated],
-        extensions=[PerUserLimit("checkout")],
+        extensions=[PayloadErrors(ReservationError), PerUserLimit("checkout")],
         description="Buy an ACTIVE hold (payment is mocked and succeeds). Durable before it "
         "answers; retrying returns the same order.",
     )
@@ -64,10 +58,7 @@ class ReservationMutations:
     ) -> CheckoutPayload:
         rid = ReservationId.parse(reservation_id)
         owner = info.context.owner_scope()
-        try:
-            sale = await info.context.services.engine.checkout(rid, owner)
-        except ReservationError as error:
-            return CheckoutPayload(errors=[problem(error)])
+        sale = await info.context.services.engine.checkout(rid, owner)
         return CheckoutPayload(
             order=Order.from_sale(sale), reservation=Reservation.from_hold(sale.hold)
         )

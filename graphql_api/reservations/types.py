@@ -5,8 +5,9 @@ from strawberry.types import Info
 
 from catalog.validation import cents_to_price
 from graphql_api.catalog.types import Product, with_counters
-from graphql_api.common import Money, Problem, parse_id
+from graphql_api.common import Money, parse_id
 from graphql_api.context import Context
+from graphql_api.problems import Problem
 from models import ReservationStatus
 from models.common import utcnow
 from reservations.service import Hold, Sale
