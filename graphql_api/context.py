@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from bson import ObjectId
 from starlette.requests import HTTPConnection
@@ -12,6 +13,9 @@ from graphql_api.client_address import rate_key, remembered
 from graphql_api.errors import unauthenticated
 from models import User
 from services import Services
+
+if TYPE_CHECKING:
+    from graphql_api.loaders import Loaders
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -30,6 +34,14 @@ class Context:
     connection_params: dict[str, object] | None = None
     """graphql-transport-ws: the `connection_init` payload."""
     _user: User | None = field(default=None, repr=False)
+
+    @cached_property
+    def loaders(self) -> "Loaders":
+        """Batch loaders for what lists read per item: one set per context."""
+        # Imported here: the loaders build the schema's types, whose resolvers name Context.
+        from graphql_api.loaders import Loaders
+
+        return Loaders.of(self.services)
 
     @cached_property
     def _claims(self) -> Claims | InvalidToken | None:

@@ -743,6 +743,11 @@ class ReservationEngine:
             checked += 1
         return checked
 
+    def hold_seconds(self, product_hold_seconds: int | None) -> int:
+        """How long a hold of a product with this `hold_seconds` setting lasts: its own,
+        else the default (what the engine gives Redis for the product's holds)."""
+        return self._hold_ms({"hold_seconds": product_hold_seconds}) // 1000
+
 
 def _sale(order: dict[str, Any], reservation: dict[str, Any] | None) -> Sale:
     hold = (

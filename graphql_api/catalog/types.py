@@ -11,7 +11,7 @@ from graphql_api.problems import Problem
 from models import Product as ProductDocument
 from models.common import utcnow
 from reservations.errors import ServiceUnavailable
-from reservations.service import StockCounters
+from reservations.service import ReservationEngine, StockCounters
 
 
 @strawberry.type(description="A product on sale. Money is exact: a decimal string.")
@@ -30,17 +30,16 @@ class Product:
     reserved: int = strawberry.field(description="Units held by active reservations.")
     available: int = strawberry.field(description="Units free to reserve now.")
     on_sale: bool = strawberry.field(description="Whether the sale window is open now.")
-    _hold_seconds: strawberry.Private[int | None]
-
-    @strawberry.field(description="How long a reservation of this product is held, in seconds.")
-    def hold_seconds(self, info: Info[Context, None]) -> int:
-        return self._hold_seconds or info.context.services.settings.reservation_ttl_seconds
+    hold_seconds: int = strawberry.field(
+        description="How long a reservation of this product is held, in seconds."
+    )
 
     @classmethod
     def from_document(
-        cls, product: ProductDocument, counters: StockCounters | None = None
+        cls, product: ProductDocument, counters: StockCounters | None, hold_seconds: int
     ) -> "Product":
-        """`counters`: the live ones from Redis; without them, what MongoDB knows (no holds)."""
+        """`counters`: the live ones from Redis; without them, what MongoDB knows (no holds).
+        `hold_seconds`: the engine's (the product's own or the default)."""
         live = counters or StockCounters(product.total_stock, product.sold, 0)
         return cls(
             id=strawberry.ID(str(product.id)),
@@ -57,17 +56,23 @@ class Product:
             reserved=live.reserved,
             available=live.available,
             on_sale=product.on_sale(utcnow()),
-            _hold_seconds=product.hold_seconds,
+            hold_seconds=hold_seconds,
         )
 
 
 async def with_counters(
     info: Info[Context, None], documents: Sequence[ProductDocument]
 ) -> list[Product]:
+    """GraphQL products with live counters: see `live_products`."""
+    return await live_products(info.context.services.engine, documents)
+
+
+async def live_products(
+    engine: ReservationEngine, documents: Sequence[ProductDocument]
+) -> list[Product]:
     """GraphQL products with live counters, read for all of them in one Redis round trip.
     While Redis is out of reach, MongoDB's figures: its sold count and its ACTIVE records
     (they trail the live ones by the persister's delay)."""
-    engine = info.context.services.engine
     ids = [d.id for d in documents if d.id]
     try:
         counters = await engine.counters(ids)
@@ -78,7 +83,10 @@ async def with_counters(
             for d in documents
             if d.id
         }
-    return [Product.from_document(d, counters.get(d.id)) for d in documents]  # type: ignore[arg-type]
+    return [
+        Product.from_document(d, counters.get(d.id), engine.hold_seconds(d.hold_seconds))  # type: ignore[arg-type]
+        for d in documents
+    ]
 
 
 @strawberry.type

@@ -4,7 +4,7 @@ import strawberry
 from strawberry.types import Info
 
 from catalog.validation import cents_to_price
-from graphql_api.catalog.types import Product, with_counters
+from graphql_api.catalog.types import Product
 from graphql_api.common import Money, parse_id
 from graphql_api.context import Context
 from graphql_api.problems import Problem
@@ -16,8 +16,7 @@ strawberry.enum(ReservationStatus, name="ReservationStatus")
 
 
 async def _product(info: Info[Context, None], product_id: str) -> Product | None:
-    found = await info.context.services.catalog.get(parse_id(product_id))
-    return (await with_counters(info, [found]))[0] if found else None
+    return await info.context.loaders.product.load(parse_id(product_id))
 
 
 @strawberry.type(
