@@ -6,15 +6,21 @@ documents, and bugs.
 """
 
 import logging
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import SchemaExtension
 
 from core.errors import InvalidInput
 from core.outages import unavailable_store
 from core.request_id import current_request_id
+from graphql_api.strawberry_internals import (
+    parsing_aborted,
+    validation_aborted,
+    variable_coercion_failed,
+)
 from reservations.errors import ServiceUnavailable
 
 logger = logging.getLogger("flashsale.errors")
@@ -54,28 +60,31 @@ def forbidden() -> ApiError:
     return ApiError(ErrorCode.FORBIDDEN, "this operation needs the ADMIN role")
 
 
-def _is_variable_coercion(error: GraphQLError) -> bool:
-    # graphql-core reports bad variable values during coercion, before execution, with
-    # messages "Variable '$x' got invalid value ..." / "... of required type ... was not
-    # provided"; they are the client's input, not a malformed document.
-    return error.message.startswith("Variable '$")
-
-
-class ErrorCodes(MaskErrors):
+class ErrorCodes(SchemaExtension):
     """Gives each error a code, and replaces unexpected errors with a masked message that
-    carries the request id (the full error is logged under the same id)."""
+    carries the request id (the full error is logged under the same id). Every error is
+    rebuilt, so none leaves with its original exception (what MaskErrors does, here through
+    its public hooks only): the result of an operation, and each result of a stream (a
+    subscription's events)."""
 
     def __init__(self) -> None:
-        super().__init__(should_mask_error=lambda _: True)
+        self._streamed = False
 
-    def _process_result(self, result: object) -> None:
-        # The stock check is an isinstance() against a runtime Protocol, about 30 µs per
-        # request; most results have no errors to look at.
-        if getattr(result, "errors", None):
-            super()._process_result(result)
+    def on_operation(self) -> Iterator[None]:
+        self._streamed = False
+        yield
+        if not self._streamed:  # a stream's results were coded one by one already
+            self._code(self.execution_context.result)
 
-    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        return [self._classify(error) for error in errors]
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        self._streamed = True
+        self._code(result)
+        yield
+
+    def _code(self, result: object) -> None:
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = [self._classify(error) for error in errors]  # type: ignore[attr-defined]
 
     def _classify(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
@@ -121,15 +130,15 @@ class ErrorCodes(MaskErrors):
     def _code_of(error: GraphQLError) -> ErrorCode:
         if isinstance(error, GraphQLSyntaxError):
             # The parser's own resource limits (tokens, length, nesting) end this way.
-            if error.message.endswith("Parsing aborted."):
+            if parsing_aborted(error):
                 return ErrorCode.QUERY_TOO_COMPLEX
             return ErrorCode.GRAPHQL_PARSE_FAILED
-        if _is_variable_coercion(error):
+        if variable_coercion_failed(error):
             return ErrorCode.BAD_USER_INPUT
         if error.path is None:
             # graphql-core's own resource limits in validation (fragments nested past its
             # limit) end this way.
-            if error.message == "Validation aborted.":
+            if validation_aborted(error):
                 return ErrorCode.QUERY_TOO_COMPLEX
             return ErrorCode.GRAPHQL_VALIDATION_FAILED
         return ErrorCode.INTERNAL_SERVER_ERROR

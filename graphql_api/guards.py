@@ -31,6 +31,7 @@ from graphql_api.ratelimit import (
     refusal_message,
     unavailable,
 )
+from graphql_api.strawberry_internals import graphql_schema, provided_operation_name
 from ratelimit import (
     BucketStatus,
     Count,
@@ -101,7 +102,7 @@ class QueryGuard(SchemaExtension):
             self.cost = max(
                 1,
                 query_cost(
-                    execution.schema._schema,
+                    graphql_schema(execution.schema),
                     execution.graphql_document,
                     execution.operation_name,
                     execution.variables,
@@ -116,8 +117,7 @@ class QueryGuard(SchemaExtension):
         if len(document.definitions) < 2:
             return None
         operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
-        named = getattr(self.execution_context, "_provided_operation_name", None)
-        if operations > 1 and named is None:
+        if operations > 1 and provided_operation_name(self.execution_context) is None:
             return ApiError(
                 ErrorCode.GRAPHQL_VALIDATION_FAILED,
                 "the document has several operations: say which to run with operationName",
@@ -197,12 +197,12 @@ class QueryGuard(SchemaExtension):
         execution = self.execution_context
         assert execution.graphql_document is not None
         node = first_root_field(
-            execution.schema._schema,
+            graphql_schema(execution.schema),
             execution.graphql_document,
             execution.operation_name,
             execution.variables,
         )
-        root = execution.schema._schema.mutation_type
+        root = graphql_schema(execution.schema).mutation_type
         if node is None or root is None:
             return None
         field = execution.schema.get_field_for_type(node.name.value, root.name)

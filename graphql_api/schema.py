@@ -1,16 +1,10 @@
 """The schema, merged from the domains. `sdl()` is what `schema.graphql` holds."""
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    DisableIntrospection,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import DisableIntrospection, SchemaExtension, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -28,23 +22,7 @@ from graphql_api.metrics import OperationMetrics
 from graphql_api.reservations.mutations import ReservationMutations
 from graphql_api.reservations.queries import ReservationQueries
 from graphql_api.reservations.subscriptions import ReservationSubscriptions
-
-
-class _ParserCache(ParserCache):
-    """ParserCache that lets Strawberry report syntax errors itself.
-
-    The stock extension raises them from its own hook, outside the operation, where no
-    extension (ErrorCodes included) sees the result. Leaving the document unset makes
-    Strawberry parse again inside the operation; failed parses are not cached anyway.
-    """
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        with contextlib.suppress(GraphQLError):
-            context.graphql_document = self.cached_parse_document(
-                context.query, **context.parse_options
-            )
-        yield
+from graphql_api.strawberry_internals import ReportingParserCache
 
 
 class _Schema(strawberry.Schema):
@@ -70,7 +48,7 @@ def build_schema(
         OperationMetrics,
         ErrorCodes,
         *(guards or QueryGuards()).extensions(),
-        lambda: _ParserCache(maxsize=1_000),
+        lambda: ReportingParserCache(maxsize=1_000),
         lambda: ValidationCache(maxsize=1_000),
     ]
     if not introspection:

@@ -52,9 +52,10 @@ from catalog.validation import ProductDraft
 from graphql_api.context import Context
 from graphql_api.cost import query_cost
 from graphql_api.schema import build_schema
+from graphql_api.strawberry_internals import graphql_schema
 from services import Services
 
-SCHEMA = build_schema()._schema
+SCHEMA = graphql_schema(build_schema())
 ROOT_FIELDS = ["products", "product", "reservation", "myReservations", "myOrders", "me"]
 ROOT_FIELDS += ["salesStats"]
 # Arguments with defaults that hypothesis-graphql always writes; often left out here, so

@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema
 
 from graphql_api.schema import build_schema
+from graphql_api.strawberry_internals import graphql_schema
 from models import Role
 from services import Services
 from tests.processes import ServerProcess, running, shared_env
 
-SCHEMA = build_schema()._schema
+SCHEMA = graphql_schema(build_schema())
 SCALARS = {
     "Money": st.one_of(
         st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), places=2).map(

@@ -30,6 +30,7 @@ from strawberry.extensions.query_depth_limiter import QueryDepthLimiter
 from graphql_api.document_limits import DocumentMeasure
 from graphql_api.guards import QueryGuards
 from graphql_api.schema import build_schema
+from graphql_api.strawberry_internals import graphql_schema
 from tests.conftest import GraphQL, error_codes
 
 MAX_TOKENS = QueryGuards().max_tokens
@@ -115,7 +116,7 @@ class TooManyCalls(Exception):
 def _validate_counting_calls(document: str, budget: int) -> tuple[list[GraphQLError], int]:
     """Validates as the app does, counting Python calls; stops the work past `budget` (the
     old limiters would otherwise spin for minutes)."""
-    schema = build_schema()._schema
+    schema = graphql_schema(build_schema())
     rules = _guard_rules()
     ast = parse(document, max_tokens=MAX_TOKENS)
     calls = 0
@@ -209,7 +210,7 @@ def test_depth_and_aliases_are_counted_as_strawberry_counts_them(text: str) -> N
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     strawberry_depths: dict[str, int] = {}
     depth_rule = QueryDepthLimiter(max_depth=10_000, callback=strawberry_depths.update)
-    validate(build_schema()._schema, document, depth_rule.validation_rules)
+    validate(graphql_schema(build_schema()), document, depth_rule.validation_rules)
 
     measure = DocumentMeasure(document)
     ours = {op.name.value: measure.totals(op) for op in operations if op.name}
