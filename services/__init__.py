@@ -12,6 +12,7 @@ from typing import Any, cast
 from beanie import init_beanie
 from bson import ObjectId
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
@@ -59,6 +60,12 @@ class Services:
     background: BackgroundTasks
     rate_limits: RateLimits
     events: EventHub
+
+    @property
+    def database(self) -> AsyncDatabase[dict[str, Any]]:
+        """The application's MongoDB database (MONGODB_DB), for the plain functions that
+        take one (analytics)."""
+        return self.mongo[self.settings.mongodb_db]
 
     async def readiness(self) -> dict[str, bool]:
         """Whether Redis and MongoDB answer, each within a short timeout, and, where this

@@ -37,5 +37,5 @@ class AnalyticsQueries:
     ) -> SalesStats:
         _within_the_calendar("from", from_)
         _within_the_calendar("to", to)
-        database = info.context.services.mongo[info.context.services.settings.mongodb_db]
-        return SalesStats.from_stats(await sales_stats(database, from_, to, top))
+        stats = await sales_stats(info.context.services.database, from_, to, top)
+        return SalesStats.from_stats(stats)
