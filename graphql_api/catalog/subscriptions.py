@@ -1,3 +1,4 @@
+import contextlib
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Annotated
@@ -11,9 +12,9 @@ from core.errors import InvalidInput
 from graphql_api.catalog.types import Product, with_counters
 from graphql_api.common import parse_id
 from graphql_api.context import Context
-from models.common import utcnow
-from reservations.events import CATALOG_CHANNEL, stock_channel
+from reservations.events import CATALOG_CHANNEL
 from reservations.events import StockChange as StockChangeEvent
+from reservations.feeds import stock_feed
 
 MAX_PRODUCTS = 100
 
@@ -52,23 +53,10 @@ class CatalogSubscriptions:
         if not 1 <= len(ids) <= MAX_PRODUCTS:
             raise InvalidInput("productIds", f"give 1 to {MAX_PRODUCTS} product ids")
         services = info.context.services
-        channels = {stock_channel(product_id): product_id for product_id in ids}
-        async with services.events.subscribe(channels) as subscription:
-            # Read after subscribing, so no change falls between the snapshot and the feed.
-            counters = await services.engine.counters(ids)
-            unknown = [str(product_id) for product_id in ids if product_id not in counters]
-            if unknown:
-                raise InvalidInput("productIds", f"no such product: {', '.join(unknown)}")
-            now = utcnow()
-            for product_id in ids:
-                yield StockChange.from_event(
-                    StockChangeEvent.from_counters(product_id, counters[product_id], now)
-                )
-            while True:
-                event = await subscription.queue.get()
-                yield StockChange.from_event(
-                    StockChangeEvent.from_event(channels[event.channel], event.data)
-                )
+        feed = stock_feed(services.events, services.engine.counters, ids, "productIds")
+        async with contextlib.aclosing(feed) as changes:
+            async for change in changes:
+                yield StockChange.from_event(change)
 
     @strawberry.subscription(
         description="Products as an admin creates them, with their stock, wherever that "

@@ -1,0 +1,34 @@
+"""Live feeds for subscribers: what a product's stock is now, then every change to it."""
+
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+
+from bson import ObjectId
+
+from core.errors import InvalidInput
+from models.common import utcnow
+from reservations.events import EventHub, StockChange, stock_channel
+from reservations.values import StockCounters
+
+Counters = Callable[[Iterable[ObjectId]], Awaitable[dict[ObjectId, StockCounters]]]
+
+
+async def stock_feed(
+    events: EventHub, counters: Counters, product_ids: list[ObjectId], field: str
+) -> AsyncGenerator[StockChange, None]:
+    """These products' stock: first as it is now, one change per product in the order
+    given, then every change as it is published, wherever it was made. The snapshot is read
+    after subscribing, so no change falls between it and the feed (one may be seen twice).
+    A product that does not exist is InvalidInput on `field`. Close the iterator (aclosing)
+    to leave the channels at once."""
+    channels = {stock_channel(product_id): product_id for product_id in product_ids}
+    async with events.subscribe(channels) as subscription:
+        now_counters = await counters(product_ids)
+        unknown = [str(product_id) for product_id in product_ids if product_id not in now_counters]
+        if unknown:
+            raise InvalidInput(field, f"no such product: {', '.join(unknown)}")
+        now = utcnow()
+        for product_id in product_ids:
+            yield StockChange.from_counters(product_id, now_counters[product_id], now)
+        while True:
+            event = await subscription.queue.get()
+            yield StockChange.from_event(channels[event.channel], event.data)
