@@ -9,8 +9,7 @@ from bson import ObjectId
 
 from analytics import rollups
 from models import ReservationStatus
-from reservations.keys import ProductKeys
-from reservations.service import ReservationEngine, text
+from reservations.service import ReservationEngine
 
 
 @dataclass
@@ -28,17 +27,12 @@ async def audit(engine: ReservationEngine, product_ids: Iterable[ObjectId]) -> A
     database = engine.database
     for product_id in product_ids:
         report.products += 1
-        keys = ProductKeys(product_id)
-        stock = {
-            text(k): int(text(v))
-            for k, v in (await engine.redis.hgetall(keys.stock)).items()
-            if text(k) in ("total", "sold", "reserved")
-        }
+        live = (await engine.store.counters([product_id])).get(product_id)
         product = await database["products"].find_one({"_id": product_id})
-        if product is None or not stock:
+        if product is None or live is None:
             report.problems.append(f"{product_id}: missing (mongo={product is not None})")
             continue
-        total, sold, reserved = stock["total"], stock["sold"], stock["reserved"]
+        total, sold, reserved = live.total, live.sold, live.reserved
         where = f"product {product_id}"
         if sold + reserved > total:
             report.problems.append(f"{where}: OVERSOLD sold {sold} + reserved {reserved} > {total}")

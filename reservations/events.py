@@ -23,9 +23,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from models import ReservationStatus
-from reservations.keys import PREFIX, ProductKeys
+from reservations.keys import ProductKeys, customer_channel
 from reservations.values import ReservationId, StockCounters, text, to_datetime
 from telemetry import SUBSCRIPTIONS
+
+__all__ = ["Event", "EventHub", "HoldChange", "StockChange", "customer_channel", "stock_channel"]
 
 logger = logging.getLogger("flashsale.events")
 
@@ -35,12 +37,6 @@ RECONNECT_DELAY_SECONDS = 0.5
 
 def stock_channel(product_id: ObjectId) -> str:
     return ProductKeys(product_id).events
-
-
-def customer_channel(customer_id: ObjectId) -> str:
-    """Where the scripts publish a customer's hold changes (derived there from the product
-    channel's prefix: keep the two in step)."""
-    return f"{PREFIX}:customer:{customer_id}:events"
 
 
 CATALOG_CHANNEL = f"{PREFIX}:catalog:events"

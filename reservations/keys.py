@@ -52,3 +52,10 @@ class ProductKeys:
 
     def idempotency(self, customer_id: ObjectId, key: str) -> str:
         return f"{self._tag}:idem:{customer_id}:{key}"
+
+
+def customer_channel(customer_id: ObjectId) -> str:
+    """Pub/sub channel of one customer's hold changes (not a key: no hash tag). The scripts
+    build the same name from the product channel's prefix (tell_customer in
+    lua/prelude.lua)."""
+    return f"{PREFIX}:customer:{customer_id}:events"

@@ -27,9 +27,10 @@ from redis.exceptions import ResponseError
 from analytics.rollups import FunnelMoves
 from core.outages import mongodb_outage
 from models import ReservationStatus
+from reservations.codec import hold_from_change
 from reservations.keys import ProductKeys
 from reservations.store import StockStore
-from reservations.values import Hold, hold_from_change, text
+from reservations.values import Hold, text
 from telemetry import PERSISTED, PERSISTER_LAG, PERSISTER_POISONED
 
 logger = logging.getLogger("flashsale.persister")

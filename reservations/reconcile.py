@@ -144,7 +144,9 @@ class Reconciler:
         counted was durable before, so it shows in the later read unless MongoDB lost it."""
         engine, store = self.engine, self.engine.store
         counted = await store.sold_record(repair.product_id)
-        orders = {order["r"]: order for order in await engine.recorded_orders(repair.product_id)}
+        orders = {
+            str(order.hold_id): order for order in await engine.recorded_orders(repair.product_id)
+        }
         repair.unsold = sorted(set(counted) - set(orders))
         repair.counted = sorted(set(orders) - set(counted))
         if dry_run:

@@ -46,11 +46,11 @@ from reservations.errors import (
 from reservations.store import StockStore
 from reservations.values import (
     Hold,
+    RecordedOrder,
     ReservationId,
     Sale,
     StockCounters,
     hold_from_document,
-    hold_to_redis,
     text,
     to_datetime,
     to_ms,
@@ -182,25 +182,21 @@ class ReservationEngine:
         # neither and its commit in Redis counts it; a hold read as ACTIVE whose order the
         # first read saw cannot exist.
         orders = await self.recorded_orders(product_id)
-        sold = {order["r"] for order in orders}
+        sold = {order.hold_id for order in orders}
         active = [
-            hold_to_redis(hold_from_document(document))
+            hold_from_document(document)
             async for document in self._reservations.find(
                 {"product_id": product_id, "status": ReservationStatus.ACTIVE.value}
             )
-            if str(document["_id"]) not in sold
+            if document["_id"] not in sold
         ]
         if await self.store.load(product, self._hold_ms(product), active, orders):
             logger.info("loaded product %s into Redis (%d active holds)", product_id, len(active))
 
-    async def recorded_orders(self, product_id: ObjectId) -> list[dict[str, Any]]:
-        """MongoDB's orders of a product as {r: hold id, c: customer, q: quantity}."""
+    async def recorded_orders(self, product_id: ObjectId) -> list[RecordedOrder]:
+        """MongoDB's orders of a product, as the counters need them."""
         return [
-            {
-                "r": str(order["reservation_id"]),
-                "c": str(order["customer_id"]),
-                "q": order["quantity"],
-            }
+            RecordedOrder(order["reservation_id"], order["customer_id"], order["quantity"])
             async for order in self._orders.find(
                 {"product_id": product_id}, {"reservation_id": 1, "customer_id": 1, "quantity": 1}
             )

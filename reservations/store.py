@@ -14,10 +14,18 @@ from redis.exceptions import RedisError
 
 from core.outages import REDIS, redis_outage
 from models import ReservationStatus
+from reservations.codec import (
+    claim_token,
+    claimed_hold,
+    hold_from_redis,
+    recorded_hold,
+    recorded_order,
+    sold_quantity,
+)
 from reservations.errors import ServiceUnavailable
 from reservations.keys import ProductKeys
 from reservations.scripts import Scripts
-from reservations.values import Hold, ReservationId, StockCounters, hold_from_redis, text, to_ms
+from reservations.values import Hold, RecordedOrder, ReservationId, StockCounters, text, to_ms
 
 logger = logging.getLogger("flashsale.reservations")
 
@@ -143,15 +151,7 @@ class StockStore:
             return ClaimOutcome(kind, status=text(reply[1]))
         if kind != "OK":
             return ClaimOutcome(kind)
-        fields = {
-            "c": text(reply[1]),
-            "q": int(reply[2]),
-            "s": ReservationStatus.ACTIVE.value,
-            "cr": int(reply[3]),
-            "ex": int(reply[4]),
-            "k": text(reply[5]),
-        }
-        return ClaimOutcome(kind, hold=hold_from_redis(rid, json.dumps(fields)))
+        return ClaimOutcome(kind, hold=claimed_hold(rid, list(reply[1:])))
 
     async def unclaim(self, rid: ReservationId, token: str) -> bool:
         keys = ProductKeys(rid.product_id)
@@ -211,9 +211,11 @@ class StockStore:
         self,
         product: dict[str, Any],
         hold_ms: int,
-        active: list[dict[str, Any]],
-        orders: list[dict[str, Any]],
+        active: list[Hold],
+        orders: list[RecordedOrder],
     ) -> bool:
+        """Load the product with these ACTIVE holds and orders, only if Redis lacks it:
+        True if it did."""
         keys = ProductKeys(product["_id"])
         reply = await self._run(
             "load",
@@ -224,8 +226,8 @@ class StockStore:
                 to_ms(product.get("sale_starts_at")),
                 to_ms(product.get("sale_ends_at")),
                 hold_ms,
-                json.dumps(active),
-                json.dumps(orders),
+                json.dumps([recorded_hold(hold) for hold in active]),
+                json.dumps([recorded_order(order) for order in orders]),
                 product.get("version", 0),
             ],
         )
@@ -265,14 +267,18 @@ class StockStore:
         product_id: ObjectId,
         *,
         unsell: list[str],
-        orders: list[dict[str, Any]],
+        orders: list[RecordedOrder],
         dry_run: bool,
     ) -> dict[str, Any]:
         keys = ProductKeys(product_id)
         reply = await self._run(
             "repair",
             [keys.stock, keys.holds, keys.expiry, keys.claims, keys.customers, keys.sold],
-            [json.dumps(unsell), json.dumps(orders), "dry" if dry_run else ""],
+            [
+                json.dumps(unsell),
+                json.dumps([recorded_order(order) for order in orders]),
+                "dry" if dry_run else "",
+            ],
         )
         report: dict[str, Any] = json.loads(text(reply))
         return report
@@ -327,7 +333,7 @@ class StockStore:
     async def sold_record(self, product_id: ObjectId) -> dict[str, int]:
         """The sales Redis has counted for this product: hold id -> quantity."""
         raw = await self._call(self.redis.hgetall(ProductKeys(product_id).sold))
-        return {text(k): int(text(v).split(":", 1)[0]) for k, v in raw.items()}
+        return {text(k): sold_quantity(text(v)) for k, v in raw.items()}
 
     async def rules_version(self, product_id: ObjectId) -> int | None:
         """The product version whose total and rules Redis holds (None: not loaded)."""
@@ -349,6 +355,6 @@ class StockStore:
         raws = await self._call(self.redis.hmget(keys.holds, hold_ids))
         stale = []
         for hold_id, raw in zip(hold_ids, raws, strict=True):
-            token = json.loads(text(raw)).get("cl") if raw is not None else None
+            token = claim_token(text(raw)) if raw is not None else None
             stale.append(StaleClaim(ReservationId(product_id, ObjectId(hold_id)), token or ""))
         return stale

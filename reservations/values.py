@@ -1,11 +1,6 @@
-"""The engine's values, and the one codec for a hold as Redis keeps it.
+"""The engine's values: what its operations take and return, and a hold read back from its
+MongoDB record. How Redis spells them is reservations/codec.py's business alone."""
 
-A hold is a JSON object in its product's holds hash: c customer, q quantity, s status,
-cr created ms, ex deadline ms, k idempotency key ("" for none), en ended ms, cl the token of
-the checkout that claimed it. The Lua scripts write and read the same fields.
-"""
-
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -89,31 +84,13 @@ class Sale:
     created_at: datetime
 
 
-def hold_from_redis(rid: ReservationId, raw: str) -> Hold:
-    data = json.loads(raw)
-    ended = data.get("en")
-    return Hold(
-        id=rid,
-        customer_id=ObjectId(data["c"]),
-        quantity=int(data["q"]),
-        status=ReservationStatus(data["s"]),
-        created_at=to_datetime(int(data["cr"])),
-        expires_at=to_datetime(int(data["ex"])),
-        idempotency_key=data.get("k") or None,
-        ended_at=to_datetime(int(ended)) if ended else None,
-    )
+@dataclass(frozen=True)
+class RecordedOrder:
+    """What the counters need of an order MongoDB recorded."""
 
-
-def hold_to_redis(hold: Hold) -> dict[str, Any]:
-    """The fields a script needs to recreate an ACTIVE hold (load.lua)."""
-    return {
-        "r": str(hold.id.hold_id),
-        "c": str(hold.customer_id),
-        "q": hold.quantity,
-        "cr": to_ms(hold.created_at),
-        "ex": to_ms(hold.expires_at),
-        "k": hold.idempotency_key or "",
-    }
+    hold_id: ObjectId
+    customer_id: ObjectId
+    quantity: int
 
 
 def hold_from_document(document: dict[str, Any]) -> Hold:
@@ -126,19 +103,4 @@ def hold_from_document(document: dict[str, Any]) -> Hold:
         expires_at=document["expires_at"],
         idempotency_key=document.get("idempotency_key"),
         ended_at=document.get("ended_at"),
-    )
-
-
-def hold_from_change(product_id: ObjectId, change: dict[str, str]) -> Hold:
-    """A hold as a change-log entry tells it (e: the status it reached, at: when)."""
-    status = ReservationStatus(change["e"])
-    return Hold(
-        id=ReservationId(product_id, ObjectId(change["r"])),
-        customer_id=ObjectId(change["c"]),
-        quantity=int(change["q"]),
-        status=status,
-        created_at=to_datetime(int(change["cr"])),
-        expires_at=to_datetime(int(change["ex"])),
-        idempotency_key=change.get("k") or None,
-        ended_at=None if status is ReservationStatus.ACTIVE else to_datetime(int(change["at"])),
     )

@@ -1,8 +1,12 @@
 -- Shared by every script (prepended to each when it is registered; see scripts.py).
+-- The scripts spell the engine's Redis format: a hold's fields (c q s cr ex k en cl), the
+-- change log's (e r c q cr ex k at), the sold record's "qty:customer" and the recorded
+-- holds and orders handed to load and repair ({r c q cr ex k}, {r c q}). In Python, only
+-- reservations/codec.py knows them: change both together.
 
 -- Publish a hold's change on its customer's own channel, "<prefix>:customer:<cid>:events",
--- beside the product's channel "<prefix>:{<pid>}:events" (reservations/events.py builds
--- the same names from reservations/keys.py).
+-- beside the product's channel "<prefix>:{<pid>}:events": the names
+-- reservations/keys.py builds (customer_channel, ProductKeys.events) for Python.
 local function tell_customer(channel, cid, rid, status, qty, expires, at)
   local prefix, pid = string.match(channel, '^(.-):{(.-)}:')
   redis.call('PUBLISH', prefix .. ':customer:' .. cid .. ':events', cjson.encode({
