@@ -2,6 +2,7 @@ from enum import StrEnum
 
 from catalog.errors import ProductNotFound
 from core.errors import DomainError
+from models import ReservationStatus
 
 
 class ReservationErrorCode(StrEnum):
@@ -85,6 +86,14 @@ class IdempotencyKeyReused(ReservationError):
             "for a different request",
             "idempotencyKey",
         )
+
+
+def not_active(status: ReservationStatus | str) -> ReservationError:
+    """The refusal for a hold that has ended: RESERVATION_EXPIRED if it expired, else
+    RESERVATION_NOT_ACTIVE with its status."""
+    if ReservationStatus(status) is ReservationStatus.EXPIRED:
+        return ReservationExpired()
+    return ReservationNotActive(ReservationStatus(status).value)
 
 
 class ProductMissing(ProductNotFound):

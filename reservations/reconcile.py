@@ -22,10 +22,12 @@ from typing import Any
 from bson import ObjectId
 
 from models import ReservationStatus
+from reservations.checkout import ABANDONED_CLAIM_MS
 from reservations.errors import ProductMissing
+from reservations.ledger import hold_from_document
 from reservations.persister import ChangeLogPersister
-from reservations.service import ABANDONED_CLAIM_MS, ReservationEngine
-from reservations.values import hold_from_document, to_datetime
+from reservations.service import ReservationEngine
+from reservations.values import to_datetime
 
 logger = logging.getLogger("flashsale.reconcile")
 
@@ -152,7 +154,7 @@ class Reconciler:
         if dry_run:
             return
         for hold_id in repair.counted:  # in flight, or missed: counting is idempotent
-            sale = await engine._recorded_sale(ObjectId(hold_id))
+            sale = await engine.ledger.recorded_sale(ObjectId(hold_id))
             if sale is not None:
                 await engine.commit(sale.hold)
         if repair.unsold:

@@ -1,6 +1,10 @@
-"""The engine's values: what its operations take and return, and a hold read back from its
-MongoDB record. How Redis spells them is reservations/codec.py's business alone."""
+"""The engine's values: what its operations take and return, its ids and its clock. How
+Redis spells them is reservations/codec.py's business alone; how MongoDB records them,
+reservations/ledger.py's."""
 
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +14,18 @@ from bson.errors import InvalidId
 
 from core.errors import InvalidInput
 from models import ReservationStatus
+
+Clock = Callable[[], int]  # milliseconds since the epoch
+
+
+def system_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def unguessable_id() -> ObjectId:
+    """A hold or order id nobody can derive from another one (96 random bits); ObjectIds
+    from a counter would make one customer's id another's minus one."""
+    return ObjectId(os.urandom(12))
 
 
 def to_datetime(ms: int) -> datetime:
@@ -91,16 +107,3 @@ class RecordedOrder:
     hold_id: ObjectId
     customer_id: ObjectId
     quantity: int
-
-
-def hold_from_document(document: dict[str, Any]) -> Hold:
-    return Hold(
-        id=ReservationId(document["product_id"], document["_id"]),
-        customer_id=document["customer_id"],
-        quantity=document["quantity"],
-        status=ReservationStatus(document["status"]),
-        created_at=document["created_at"],
-        expires_at=document["expires_at"],
-        idempotency_key=document.get("idempotency_key"),
-        ended_at=document.get("ended_at"),
-    )

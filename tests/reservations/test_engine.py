@@ -280,7 +280,7 @@ async def test_crash_between_transaction_and_commit_is_finished(
     async def die(*args: object) -> None:
         raise SystemExit("killed after the transaction")
 
-    monkeypatch.setattr(engine, "commit", die)
+    monkeypatch.setattr(engine.checkouts, "commit", die)
     with pytest.raises(SystemExit):
         await engine.checkout(hold.id, ANN)
     monkeypatch.undo()
@@ -331,7 +331,7 @@ async def test_a_checkout_whose_commit_outcome_is_unknown_is_never_put_back(
     product = await make_product(total_stock=4, max_per_customer=2)
     retried = await engine.reserve(ANN, product, 2)
     abandoned = await engine.reserve(BOB, product, 2)
-    record_sale = engine._record_sale
+    record_sale = engine.ledger.record_sale
 
     async def committed_but_reply_lost(hold: Any) -> Any:
         await record_sale(hold)  # the real transaction, committed
@@ -339,7 +339,7 @@ async def test_a_checkout_whose_commit_outcome_is_unknown_is_never_put_back(
         lost._add_error_label("UnknownTransactionCommitResult")
         raise lost
 
-    monkeypatch.setattr(engine, "_record_sale", committed_but_reply_lost)
+    monkeypatch.setattr(engine.ledger, "record_sale", committed_but_reply_lost)
     for hold, owner in ((retried, ANN), (abandoned, BOB)):
         with pytest.raises(ServiceUnavailable):
             await engine.checkout(hold.id, owner)

@@ -1,0 +1,300 @@
+"""The engine's record in MongoDB: every write of the checkout path in one place (the order,
+the product's sold count under its stock guard, the reservation COMPLETED, the daily sales
+and funnel rollups), each sale or group of sales in one transaction, and the reads that
+find what it recorded. Idempotent: an order is unique per reservation, so a sale recorded
+twice is found, never made twice. The persister records the other states of holds.
+"""
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import pymongo
+from bson import ObjectId
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from analytics.rollups import FunnelMoves, add_sale
+from models import ReservationStatus
+from reservations.errors import OutOfStock
+from reservations.values import (
+    Clock,
+    Hold,
+    RecordedOrder,
+    ReservationId,
+    Sale,
+    to_datetime,
+    unguessable_id,
+)
+
+# How long one sale's transaction may take, its retries included (see checkout.py for the
+# batching around it).
+CHECKOUT_TIMEOUT_SECONDS = 5.0
+
+
+class _Refused(Exception):
+    """An order transaction for several holds refused as a whole (not all of them fit the
+    stock guard, or one already has an order): each hold goes on its own instead."""
+
+
+class Ledger:
+    def __init__(self, database: AsyncDatabase[dict[str, Any]], clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+        self._products = database["products"]
+        self._reservations = database["reservations"]
+        self._orders = database["orders"]
+
+    async def record_sale(self, hold: Hold) -> Sale:
+        """The durable step: one transaction, retried on transient errors within
+        CHECKOUT_TIMEOUT_SECONDS, idempotent (the order is unique per reservation)."""
+        now = to_datetime(self.clock())
+
+        async def transaction(session: AsyncClientSession) -> Sale:
+            existing = await self.recorded_sale(hold.id.hold_id, session)
+            if existing is not None:
+                return existing
+            product = await self._products.find_one_and_update(
+                {
+                    "_id": hold.product_id,
+                    "$expr": {"$lte": [{"$add": ["$sold", hold.quantity]}, "$total_stock"]},
+                },
+                {"$inc": {"sold": hold.quantity}},
+                session=session,
+                return_document=ReturnDocument.AFTER,
+            )
+            if product is None:  # MongoDB's own guard: never sell beyond total stock
+                raise OutOfStock(0)
+            price = int(product["price_cents"])
+            recorded = await self._reservations.find_one(
+                {"_id": hold.id.hold_id}, {"status": 1, "created_at": 1}, session=session
+            )
+            sale = Sale(
+                unguessable_id(),
+                replace(hold, status=ReservationStatus.COMPLETED, ended_at=now),
+                price,
+                price * hold.quantity,
+                now,
+            )
+            await self._orders.insert_one(_order_document(sale), session=session)
+            await self._reservations.update_one(
+                *_completion(hold, now), upsert=True, session=session
+            )
+            await add_sale(
+                self.database,
+                session,
+                product_id=hold.product_id,
+                at=now,
+                quantity=hold.quantity,
+                revenue_cents=sale.total_cents,
+            )
+            funnel = FunnelMoves()
+            _count_completed(funnel, hold, recorded)
+            await funnel.save(self.database, session)
+            return sale
+
+        with pymongo.timeout(CHECKOUT_TIMEOUT_SECONDS):
+            async with self.database.client.start_session() as session:
+                try:
+                    return await session.with_transaction(transaction)
+                except DuplicateKeyError:  # the order exists: another checkout recorded it
+                    sale = await self.recorded_sale(hold.id.hold_id)
+                    if sale is None:
+                        raise
+                    return sale
+
+    async def record_sales(self, holds: list[Hold]) -> list[Sale | Exception]:
+        """The durable step for several holds of one product: one transaction for all of
+        them (retried on transient errors), all within CHECKOUT_TIMEOUT_SECONDS. If it is
+        refused as a whole, each hold goes through `record_sale`, in order, within what
+        is left of that time, so each gets its own answer."""
+        with pymongo.timeout(CHECKOUT_TIMEOUT_SECONDS):
+            now = to_datetime(self.clock())
+            try:
+                async with self.database.client.start_session() as session:
+                    return list(
+                        await session.with_transaction(
+                            lambda session: self._sales_transaction(holds, now, session)
+                        )
+                    )
+            except (_Refused, DuplicateKeyError, BulkWriteError):
+                pass
+            outcomes: list[Sale | Exception] = []
+            for hold in holds:
+                try:
+                    outcomes.append(await self.record_sale(hold))
+                except (OutOfStock, PyMongoError) as exc:
+                    outcomes.append(exc)
+            return outcomes
+
+    async def _sales_transaction(
+        self, holds: list[Hold], now: datetime, session: AsyncClientSession
+    ) -> list[Sale]:
+        """`record_sale`'s transaction for several holds of one product at once: the same
+        writes, a statement each for all of them. Raises _Refused when they do not all fit
+        the stock guard, or when one of them already has an order."""
+        hold_ids = [hold.id.hold_id for hold in holds]
+        if await self._orders.find_one({"reservation_id": {"$in": hold_ids}}, session=session):
+            raise _Refused
+        product_id, quantity = holds[0].product_id, sum(hold.quantity for hold in holds)
+        product = await self._products.find_one_and_update(
+            {
+                "_id": product_id,
+                "$expr": {"$lte": [{"$add": ["$sold", quantity]}, "$total_stock"]},
+            },
+            {"$inc": {"sold": quantity}},
+            session=session,
+            return_document=ReturnDocument.AFTER,
+        )
+        if product is None:
+            raise _Refused
+        price = int(product["price_cents"])
+        recorded = {
+            document["_id"]: document
+            async for document in self._reservations.find(
+                {"_id": {"$in": hold_ids}}, {"status": 1, "created_at": 1}, session=session
+            )
+        }
+        sales = [
+            Sale(
+                unguessable_id(),
+                replace(hold, status=ReservationStatus.COMPLETED, ended_at=now),
+                price,
+                price * hold.quantity,
+                now,
+            )
+            for hold in holds
+        ]
+        await self._orders.insert_many(
+            [_order_document(sale) for sale in sales], ordered=True, session=session
+        )
+        await self._reservations.bulk_write(
+            [UpdateOne(*_completion(hold, now), upsert=True) for hold in holds],
+            ordered=True,
+            session=session,
+        )
+        await add_sale(
+            self.database,
+            session,
+            product_id=product_id,
+            at=now,
+            quantity=quantity,
+            revenue_cents=sum(sale.total_cents for sale in sales),
+            orders=len(sales),
+        )
+        funnel = FunnelMoves()
+        for sale in sales:
+            _count_completed(funnel, sale.hold, recorded.get(sale.hold.id.hold_id))
+        await funnel.save(self.database, session)
+        return sales
+
+    async def recorded_sale(
+        self, hold_id: ObjectId, session: AsyncClientSession | None = None
+    ) -> Sale | None:
+        """The hold's sale as MongoDB recorded it, if it was sold."""
+        order = await self._orders.find_one({"reservation_id": hold_id}, session=session)
+        if order is None:
+            return None
+        reservation = await self._reservations.find_one({"_id": hold_id}, session=session)
+        return sale_from_documents(order, reservation)
+
+    async def recorded_orders(self, product_id: ObjectId) -> list[RecordedOrder]:
+        """MongoDB's orders of a product, as the counters need them."""
+        return [
+            RecordedOrder(order["reservation_id"], order["customer_id"], order["quantity"])
+            async for order in self._orders.find(
+                {"product_id": product_id}, {"reservation_id": 1, "customer_id": 1, "quantity": 1}
+            )
+        ]
+
+    async def active_holds(self, product_id: ObjectId) -> list[Hold]:
+        """The product's holds MongoDB recorded as ACTIVE."""
+        return [
+            hold_from_document(document)
+            async for document in self._reservations.find(
+                {"product_id": product_id, "status": ReservationStatus.ACTIVE.value}
+            )
+        ]
+
+    async def recorded_hold(self, rid: ReservationId) -> Hold | None:
+        """The hold as MongoDB recorded it."""
+        # By _id alone (any server answers that from its index), then the product compared
+        # here: a filter on both made SecantusDB scan the collection.
+        document = await self._reservations.find_one({"_id": rid.hold_id})
+        if document is None or document.get("product_id") != rid.product_id:
+            return None
+        return hold_from_document(document)
+
+
+def sale_from_documents(order: dict[str, Any], reservation: dict[str, Any] | None) -> Sale:
+    """A sale from its order and, if MongoDB has it, its reservation document."""
+    hold = (
+        hold_from_document(reservation)
+        if reservation
+        else Hold(
+            id=ReservationId(order["product_id"], order["reservation_id"]),
+            customer_id=order["customer_id"],
+            quantity=order["quantity"],
+            status=ReservationStatus.COMPLETED,
+            created_at=order["created_at"],
+            expires_at=order["created_at"],
+        )
+    )
+    return Sale(
+        order["_id"], hold, order["unit_price_cents"], order["total_cents"], order["created_at"]
+    )
+
+
+def _order_document(sale: Sale) -> dict[str, Any]:
+    hold = sale.hold
+    return {
+        "_id": sale.order_id,
+        "reservation_id": hold.id.hold_id,
+        "product_id": hold.product_id,
+        "customer_id": hold.customer_id,
+        "quantity": hold.quantity,
+        "unit_price_cents": sale.unit_price_cents,
+        "total_cents": sale.total_cents,
+        "created_at": sale.created_at,
+    }
+
+
+def _completion(hold: Hold, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The filter and update that record the hold COMPLETED (inserting it if the persister
+    has not recorded it yet)."""
+    return {"_id": hold.id.hold_id}, {
+        "$set": {"status": ReservationStatus.COMPLETED.value, "ended_at": now},
+        "$setOnInsert": {
+            "product_id": hold.product_id,
+            "customer_id": hold.customer_id,
+            "quantity": hold.quantity,
+            "created_at": hold.created_at,
+            "expires_at": hold.expires_at,
+            "idempotency_key": hold.idempotency_key,
+        },
+    }
+
+
+def _count_completed(funnel: FunnelMoves, hold: Hold, recorded: dict[str, Any] | None) -> None:
+    """Move the funnel rollup for a hold becoming COMPLETED, from its recorded state."""
+    completed = ReservationStatus.COMPLETED.value
+    if recorded is None:
+        funnel.created(hold.product_id, hold.created_at, completed)
+    elif recorded["status"] != completed:
+        funnel.moved(hold.product_id, recorded["created_at"], recorded["status"], completed)
+
+
+def hold_from_document(document: dict[str, Any]) -> Hold:
+    """A hold from its reservation document."""
+    return Hold(
+        id=ReservationId(document["product_id"], document["_id"]),
+        customer_id=document["customer_id"],
+        quantity=document["quantity"],
+        status=ReservationStatus(document["status"]),
+        created_at=document["created_at"],
+        expires_at=document["expires_at"],
+        idempotency_key=document.get("idempotency_key"),
+        ended_at=document.get("ended_at"),
+    )
