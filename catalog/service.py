@@ -21,7 +21,7 @@ from catalog.validation import ProductDraft
 from core.errors import InvalidInput
 from models import Product
 from models.common import utcnow
-from reservations.errors import ServiceUnavailable
+from reservations import ServiceUnavailable
 
 logger = logging.getLogger("flashsale.catalog")
 

@@ -35,7 +35,7 @@ from core.settings import Settings
 from flashsale.bench_live import live_phase
 from flashsale.embedded import free_port, start_embedded
 from models import Role, User
-from reservations.audit import audit
+from reservations import audit
 from services import Services, build_services
 
 TRIVIAL = "{ __typename }"

@@ -222,7 +222,7 @@ def _seed(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from analytics.rollups import rebuild as rebuild_rollups
-    from reservations.audit import audit
+    from reservations import audit
     from services import build_services
 
     async def run(live: Settings) -> int:

@@ -43,9 +43,7 @@ from reservations.values import (
     Sale,
     StockCounters,
     system_clock,
-    text,
     to_datetime,
-    to_ms,
     unguessable_id,
 )
 from telemetry import HOLDS_EXPIRED, RESERVATIONS
@@ -54,17 +52,6 @@ QUANTITY_MAX = 1_000
 IDEMPOTENCY_KEY_MAX = 128
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 EXPIRE_BATCH = 500
-
-__all__ = [
-    "Hold",
-    "ReservationEngine",
-    "ReservationId",
-    "Sale",
-    "StockCounters",
-    "text",
-    "to_datetime",
-    "to_ms",
-]
 
 
 class ReservationEngine:

@@ -26,10 +26,13 @@ from core.errors import StoreUnreachable
 from core.settings import Settings
 from models import DOCUMENT_MODELS, LEGACY_INDEXES
 from ratelimit import RateLimits, build_rate_limits
-from reservations.background import BackgroundTasks
-from reservations.events import CATALOG_CHANNEL, EventHub
-from reservations.persister import ChangeLogPersister
-from reservations.service import ReservationEngine
+from reservations import (
+    CATALOG_CHANNEL,
+    BackgroundTasks,
+    ChangeLogPersister,
+    EventHub,
+    ReservationEngine,
+)
 
 READY_TIMEOUT_SECONDS = 2.0
 # Pooled MongoDB connections idle longer than this are dropped, not reused: the embedded

@@ -10,8 +10,8 @@ from graphql_api.context import Context
 from graphql_api.problems import Problem
 from models import Product as ProductDocument
 from models.common import utcnow
+from reservations import ReservationEngine, StockCounters
 from reservations.errors import ServiceUnavailable
-from reservations.service import ReservationEngine, StockCounters
 
 
 @strawberry.type(description="A product on sale. Money is exact: a decimal string.")

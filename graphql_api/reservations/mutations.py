@@ -7,8 +7,8 @@ from graphql_api.guards import PerUserLimit
 from graphql_api.permissions import IsAuthenticated
 from graphql_api.problems import PayloadErrors
 from graphql_api.reservations.types import CheckoutPayload, Order, Reservation, ReservationPayload
+from reservations import ReservationId
 from reservations.errors import ProductMissing, ReservationError
-from reservations.service import ReservationId
 
 
 @strawberry.type

@@ -8,7 +8,7 @@ from graphql_api.context import Context
 from graphql_api.permissions import IsAuthenticated
 from graphql_api.reservations.types import Order, Reservation
 from models import ReservationStatus
-from reservations.service import ReservationId
+from reservations import ReservationId
 
 LIST_MAX = 100
 

@@ -10,7 +10,7 @@ from graphql_api.context import Context
 from graphql_api.problems import Problem
 from models import ReservationStatus
 from models.common import utcnow
-from reservations.service import Hold, Sale
+from reservations import Hold, Sale
 
 strawberry.enum(ReservationStatus, name="ReservationStatus")
 

@@ -22,8 +22,8 @@ from pymongo import AsyncMongoClient
 from accounts.tokens import TokenService
 from flashsale.embedded import running_endpoints
 from models import Role
+from reservations import ReservationEngine
 from reservations.audit import AuditReport, audit
-from reservations.service import ReservationEngine
 from services import redis_client
 from tests.polling import eventually
 from tests.processes import ServerProcess, base_env

@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient, monitoring
 
 from graphql_api.app import create_app
 from models import ReservationStatus
-from reservations.service import ReservationEngine, ReservationId
+from reservations import ReservationEngine, ReservationId
 from services import Services
 from tests.conftest import GraphQL, signed_in
 from tests.graphql_api.test_reservations import CANCEL, CHECKOUT, RESERVE, _product

@@ -14,7 +14,7 @@ from core.settings import Settings
 from flashsale.embedded import free_port
 from graphql_api.app import create_app
 from models import Order, Reservation
-from reservations.service import ReservationEngine
+from reservations import ReservationEngine
 from services import Services
 from tests.conftest import PASSWORD, GraphQL, error_codes
 

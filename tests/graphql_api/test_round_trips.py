@@ -21,7 +21,7 @@ from catalog.validation import ProductDraft
 from core.settings import load_settings
 from flashsale.embedded import EmbeddedServers, start_embedded
 from graphql_api.app import create_app
-from reservations.service import ReservationEngine
+from reservations import ReservationEngine
 from services import Services, rate_limits_from, redis_client
 from tests.conftest import FrozenTime
 

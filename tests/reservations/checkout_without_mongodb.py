@@ -8,8 +8,8 @@ import sys
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
+from reservations import ReservationEngine, ReservationId
 from reservations.errors import ReservationError
-from reservations.service import ReservationEngine, ReservationId
 
 
 async def main(redis_url: str, reservation_id: str, now_ms: int) -> str:

@@ -5,9 +5,9 @@ import pytest_asyncio
 from bson import ObjectId
 
 from models import Product
+from reservations import ReservationEngine
 from reservations.keys import PREFIX
 from reservations.persister import ChangeLogPersister
-from reservations.service import ReservationEngine
 from services import Services
 
 START_MS = 1_900_000_000_000  # a fixed "now" (2030-03-17) the tests move by hand

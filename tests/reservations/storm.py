@@ -13,8 +13,8 @@ from bson import ObjectId
 
 from catalog.validation import ProductDraft
 from models import Order, Reservation, ReservationStatus
+from reservations import StockCounters
 from reservations.audit import audit
-from reservations.service import StockCounters
 from services import Services
 from tests.conftest import signed_in
 from tests.polling import eventually

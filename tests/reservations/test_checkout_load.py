@@ -21,9 +21,9 @@ from pymongo import AsyncMongoClient, monitoring, uri_parser
 
 from graphql_api.app import create_app
 from models import Order, Product, Reservation, ReservationStatus
+from reservations import ReservationEngine
 from reservations.audit import audit
 from reservations.persister import ChangeLogPersister
-from reservations.service import ReservationEngine
 from services import Services
 from tests.conftest import signed_in
 from tests.reservations.conftest import make_product

@@ -14,6 +14,7 @@ from analytics import rollups
 from analytics.sales import sales_stats
 from flashsale.embedded import free_port
 from models import Order, Product, Reservation, ReservationStatus
+from reservations import ReservationEngine, ReservationId, StockCounters
 from reservations.audit import audit
 from reservations.errors import (
     CheckoutInProgress,
@@ -29,7 +30,7 @@ from reservations.errors import (
 )
 from reservations.keys import ProductKeys
 from reservations.persister import ChangeLogPersister
-from reservations.service import ReservationEngine, ReservationId, StockCounters, to_datetime
+from reservations.values import to_datetime
 from services import Services
 from tests.reservations.conftest import Clock, make_product
 

@@ -10,11 +10,11 @@ from bson import ObjectId
 from prometheus_client import REGISTRY
 
 from models import Order, Reservation, ReservationStatus
+from reservations import ReservationEngine, StockCounters
 from reservations.audit import audit
 from reservations.errors import CheckoutInProgress, ReservationExpired
 from reservations.keys import ProductKeys
 from reservations.persister import ChangeLogPersister
-from reservations.service import ReservationEngine, StockCounters
 from services import Services, drop_legacy_indexes
 from tests.reservations.conftest import Clock, make_product
 

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from core.settings import Settings
 from models import ReservationStatus
+from reservations import ReservationEngine, ReservationId
 from reservations.errors import (
     LimitPerCustomer,
     OutOfStock,
@@ -21,7 +22,6 @@ from reservations.errors import (
     ReservationExpired,
     ReservationNotActive,
 )
-from reservations.service import ReservationEngine, ReservationId
 from tests.reservations.conftest import Clock
 
 TOTAL, LIMIT, HOLD_MS = 6, 3, 60_000
