@@ -189,9 +189,10 @@ class ReservationEngine:
         others. A hold past its deadline has expired, whether or not the tick ran. Raises
         ReservationNotFound, ReservationExpired, ReservationNotActive,
         CheckoutInProgress."""
-        outcome, status = await self.store.release(
+        released = await self.store.release(
             rid, self.clock(), ReservationStatus.CANCELLED, customer_id
         )
+        outcome, status = released.kind, released.status
         if outcome == "OK":
             return await self.reads.owned(rid, customer_id)
         if outcome == "CLAIMED":

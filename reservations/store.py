@@ -5,8 +5,9 @@ raised as it is."""
 
 import json
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 from bson import ObjectId
 from redis.asyncio import Redis
@@ -30,12 +31,20 @@ from reservations.values import Hold, RecordedOrder, ReservationId, StockCounter
 logger = logging.getLogger("flashsale.reservations")
 
 
+ReserveKind = Literal[
+    "OK", "EXISTING", "NOT_LOADED", "SALE_NOT_ACTIVE", "LIMIT_PER_CUSTOMER", "OUT_OF_STOCK"
+]
+ClaimKind = Literal["OK", "IN_PROGRESS", "NOT_FOUND", "NOT_ACTIVE", "EXPIRED"]
+ReleaseKind = Literal["OK", "NOT_FOUND", "NOT_ACTIVE", "CLAIMED", "EXPIRED"]
+CommitKind = Literal["OK", "ALREADY", "NOT_LOADED", "ABSORBED", "LATE"]
+SetRulesKind = Literal["OK", "NOT_LOADED", "STALE", "BELOW_COMMITTED"]
+
+
 @dataclass(frozen=True)
 class ReserveOutcome:
-    """What reserve.lua decided: `kind` is OK, EXISTING, NOT_LOADED, SALE_NOT_ACTIVE,
-    LIMIT_PER_CUSTOMER or OUT_OF_STOCK, with the figures that go with it."""
+    """What reserve.lua decided, with the figures that go with it."""
 
-    kind: str
+    kind: ReserveKind
     expires_ms: int = 0
     available: int = 0
     existing: ObjectId | None = None
@@ -45,11 +54,18 @@ class ReserveOutcome:
 
 @dataclass(frozen=True)
 class ClaimOutcome:
-    """What claim.lua decided: `kind` is OK (with the hold's fields), IN_PROGRESS,
-    NOT_FOUND, NOT_ACTIVE (with `status`) or EXPIRED."""
+    """What claim.lua decided: OK comes with the hold, NOT_ACTIVE with its status."""
 
-    kind: str
+    kind: ClaimKind
     hold: Hold | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    """What release.lua decided: OK and NOT_ACTIVE come with the hold's status."""
+
+    kind: ReleaseKind
     status: str | None = None
 
 
@@ -65,21 +81,16 @@ class StockStore:
         self._scripts = Scripts(redis)
 
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await self._scripts.run(name, keys, args)
-        except RedisError as exc:
-            if not redis_outage(exc):
-                raise
-            logger.warning("redis script %s failed: %s", name, exc)
-            raise ServiceUnavailable(REDIS) from None
+        return await self._call(self._scripts.run(name, keys, args), f"script {name}")
 
-    async def _call(self, command: Any) -> Any:
+    async def _call(self, command: Awaitable[Any], what: str = "read") -> Any:
+        """The command's reply; Redis out of reach raised as ServiceUnavailable."""
         try:
             return await command
         except RedisError as exc:
             if not redis_outage(exc):
                 raise
-            logger.warning("redis read failed: %s", exc)
+            logger.warning("redis %s failed: %s", what, exc)
             raise ServiceUnavailable(REDIS) from None
 
     # -- the hot path --------------------------------------------------------------------
@@ -114,7 +125,7 @@ class StockStore:
                 idempotency_ttl_seconds,
             ],
         )
-        kind = text(reply[0])
+        kind = cast(ReserveKind, text(reply[0]))
         if kind == "OK":
             return ReserveOutcome(kind, expires_ms=int(reply[2]), available=int(reply[3]))
         if kind == "EXISTING":
@@ -127,15 +138,16 @@ class StockStore:
 
     async def release(
         self, rid: ReservationId, now: int, status: ReservationStatus, owner: ObjectId | None
-    ) -> tuple[str, str | None]:
-        """(OK | NOT_FOUND | NOT_ACTIVE | CLAIMED | EXPIRED, the status where there is one)."""
+    ) -> ReleaseOutcome:
         keys = ProductKeys(rid.product_id)
         reply = await self._run(
             "release",
             [keys.stock, keys.holds, keys.expiry, keys.customers, keys.log],
             [str(rid.hold_id), now, status.value, keys.events, str(owner) if owner else ""],
         )
-        return text(reply[0]), text(reply[1]) if len(reply) > 1 else None
+        return ReleaseOutcome(
+            cast(ReleaseKind, text(reply[0])), text(reply[1]) if len(reply) > 1 else None
+        )
 
     async def claim(
         self, rid: ReservationId, now: int, owner: ObjectId | None, token: str
@@ -146,7 +158,7 @@ class StockStore:
             [keys.holds, keys.expiry, keys.claims],
             [str(rid.hold_id), now, str(owner) if owner else "", token],
         )
-        kind = text(reply[0])
+        kind = cast(ClaimKind, text(reply[0]))
         if kind == "NOT_ACTIVE":
             return ClaimOutcome(kind, status=text(reply[1]))
         if kind != "OK":
@@ -160,8 +172,8 @@ class StockStore:
         )
         return bool(int(reply))
 
-    async def commit(self, hold: Hold, now: int) -> str:
-        """Count a durable sale in Redis, once: OK | ALREADY | NOT_LOADED | ABSORBED | LATE."""
+    async def commit(self, hold: Hold, now: int) -> CommitKind:
+        """Count a durable sale in Redis, once."""
         keys = ProductKeys(hold.product_id)
         reply = await self._run(
             "commit",
@@ -183,7 +195,7 @@ class StockStore:
                 int(hold.expires_at.timestamp() * 1000),
             ],
         )
-        return text(reply[0])
+        return cast(CommitKind, text(reply[0]))
 
     async def expire_due(self, product_ids: list[ObjectId], now: int, batch: int) -> int:
         """Expire due holds of every product, one round trip where the client can."""
@@ -196,13 +208,7 @@ class StockStore:
                     [now, batch, keys.events],
                 )
             )
-        try:
-            results = await self._scripts.run_many("expire", calls)
-        except RedisError as exc:
-            if not redis_outage(exc):
-                raise
-            logger.warning("redis script expire failed: %s", exc)
-            raise ServiceUnavailable(REDIS) from None
+        results = await self._call(self._scripts.run_many("expire", calls), "script expire")
         return sum(len(ended) for ended in results)
 
     # -- product state -------------------------------------------------------------------
@@ -235,7 +241,7 @@ class StockStore:
 
     async def set_rules(
         self, product: dict[str, Any], hold_ms: int, now: int, *, force: bool
-    ) -> str:
+    ) -> SetRulesKind:
         keys = ProductKeys(product["_id"])
         reply = await self._run(
             "set_rules",
@@ -252,7 +258,7 @@ class StockStore:
                 "force" if force else "",
             ],
         )
-        return text(reply[0])
+        return cast(SetRulesKind, text(reply[0]))
 
     async def lower_total(self, product_id: ObjectId, total: int) -> int | None:
         """None when the drop is allowed (and applied), else the committed units."""
