@@ -93,8 +93,18 @@ class ReservationEngine:
 
     async def lower_total(self, product_id: ObjectId, total: int) -> int | None:
         """Before MongoDB's total stock drops: apply the drop in Redis, refused below what is
-        sold or held. Returns None when allowed, else the committed units."""
-        return await self.store.lower_total(product_id, total)
+        sold or held. Returns None when allowed, else the committed units. A product Redis
+        lacks is loaded first: its recorded holds count (they come back with it)."""
+        for attempt in range(2):
+            outcome = await self.store.lower_total(product_id, total)
+            if outcome.kind == "NOT_LOADED" and attempt == 0:
+                try:
+                    await self.loader.ensure_loaded(product_id)
+                except ProductMissing:  # MongoDB's update finds no product either
+                    return None
+                continue
+            break
+        return outcome.committed if outcome.kind == "BELOW_COMMITTED" else None
 
     def hold_seconds(self, product_hold_seconds: int | None) -> int:
         """How long a hold of a product with this `hold_seconds` setting lasts: its own,

@@ -38,6 +38,7 @@ ClaimKind = Literal["OK", "IN_PROGRESS", "NOT_FOUND", "NOT_ACTIVE", "EXPIRED"]
 ReleaseKind = Literal["OK", "NOT_FOUND", "NOT_ACTIVE", "CLAIMED", "EXPIRED"]
 CommitKind = Literal["OK", "ALREADY", "NOT_LOADED", "ABSORBED", "LATE"]
 SetRulesKind = Literal["OK", "NOT_LOADED", "STALE", "BELOW_COMMITTED"]
+LowerTotalKind = Literal["OK", "NOT_LOADED", "BELOW_COMMITTED"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,12 @@ class ReleaseOutcome:
 
     kind: ReleaseKind
     status: str | None = None
+
+
+@dataclass(frozen=True)
+class LowerTotalOutcome:
+    kind: LowerTotalKind
+    committed: int = 0
 
 
 @dataclass(frozen=True)
@@ -260,10 +267,12 @@ class StockStore:
         )
         return cast(SetRulesKind, text(reply[0]))
 
-    async def lower_total(self, product_id: ObjectId, total: int) -> int | None:
-        """None when the drop is allowed (and applied), else the committed units."""
+    async def lower_total(self, product_id: ObjectId, total: int) -> LowerTotalOutcome:
+        """OK: the drop is allowed (and applied); BELOW_COMMITTED with the committed units;
+        NOT_LOADED: Redis lacks the product."""
         reply = await self._run("lower_total", [ProductKeys(product_id).stock], [total])
-        return int(reply[1]) if text(reply[0]) == "BELOW_COMMITTED" else None
+        kind = cast(LowerTotalKind, text(reply[0]))
+        return LowerTotalOutcome(kind, int(reply[1]) if kind == "BELOW_COMMITTED" else 0)
 
     async def forget(self, product_id: ObjectId, hold_ids: list[str]) -> int:
         return int(await self._run("forget", [ProductKeys(product_id).holds], hold_ids))

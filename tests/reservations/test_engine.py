@@ -496,6 +496,35 @@ async def test_admin_cannot_drop_stock_below_sold_and_held(
         await engine.reserve(ObjectId(), product, 1)
 
 
+async def test_stock_cannot_drop_below_sold_and_held_while_redis_lacks_the_product(
+    services: Services, engine: ReservationEngine, persister: ChangeLogPersister
+) -> None:
+    """Redis lost its data and has not reloaded the product yet: a drop in total stock is
+    still checked against the sale and the hold MongoDB recorded (the reload brings the
+    hold back, so a total below them would leave sold + reserved > total)."""
+    product = await make_product(total_stock=10)
+    sold = await engine.reserve(ANN, product, 3)
+    await engine.checkout(sold.id, ANN)
+    await engine.reserve(BOB, product, 4)
+    await persister.run_once([product])
+    keys = ProductKeys(product)
+    await services.redis.delete(
+        keys.stock, keys.holds, keys.expiry, keys.customers, keys.claims, keys.log, keys.sold
+    )
+    catalog = services.catalog.__class__(stock=engine)
+    from catalog.errors import StockBelowCommitted
+
+    with pytest.raises(StockBelowCommitted) as refused:
+        await catalog.update(product, {"total_stock": 6})
+    assert refused.value.committed == 7
+    stored = await Product.get(product)
+    assert stored is not None
+    assert stored.total_stock == 10
+    assert await counters(engine, product) == StockCounters(10, 3, 4)
+    report = await audit(engine, [product])
+    assert report.ok, report.problems
+
+
 async def test_redis_down_refuses_cleanly_and_changes_nothing(
     services: Services, clock: Clock
 ) -> None:
