@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from models import ReservationStatus
-from reservations.keys import ProductKeys, customer_channel
+from reservations.keys import PREFIX, ProductKeys, customer_channel
 from reservations.values import ReservationId, StockCounters, text, to_datetime
 from telemetry import SUBSCRIPTIONS
 
