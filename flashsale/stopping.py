@@ -5,8 +5,12 @@ handler records the signal and raises Stop, a KeyboardInterrupt, so that it unwi
 Ctrl-C from wherever it lands: no library's `except Exception` swallows it, and asyncio lets
 it out of its callbacks and tasks. Code that might still lose it (a library catching
 everything while it imports, an event loop's teardown) asks `requested()` before it goes on:
-the record, not the exception, decides that the command stops (a signal sent at once was
-lost and the server came up, 1 first start in about 50 under load)."""
+the record, not the exception, decides that the command stops.
+
+Before `install`, the signal has the disposition the process was started with: Python's
+KeyboardInterrupt from a terminal, but ignored when a shell without job control started the
+command in the background (SIGINT is then ignored from exec on; that is how the lifecycle
+test lost a Ctrl-C sent at once in CI)."""
 
 import signal
 from types import FrameType

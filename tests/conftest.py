@@ -8,6 +8,7 @@ the end, Redis only through keys the tests create.
 
 import dataclasses
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
@@ -30,6 +31,16 @@ ADMIN_EMAIL = "admin@test.example"
 PASSWORD = "correct horse battery"
 SERVER_LOG_LINES = 200
 T = TypeVar("T")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C as a terminal sends it. A shell without job control starts background jobs
+    (`bash .ci/run &`, nohup) with SIGINT ignored, and the servers the tests start inherit
+    that until their own handler is installed: a SIGINT sent at once was then ignored and
+    the lifecycle test saw the server come up. Handlers reset at exec, so the default here
+    gives the children the default disposition a user's terminal gives them."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(wrapper=True)
