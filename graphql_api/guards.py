@@ -247,10 +247,17 @@ the response key of the root field they were counted for. Not on the Context, wh
 WebSocket's operations share."""
 
 
+def _user_window_key(operation: str, user: ObjectId) -> tuple[str, str]:
+    """The per-user window's identity for `operation` calls of `user`, and its hash tag:
+    the user's cost budget's (Context.rate_identity), so on a cluster the two are counted
+    together."""
+    return f"{operation}:{user}", f"user:{user}"
+
+
 def user_write_limit(limits: RateLimits, operation: str, user: ObjectId) -> Count[WindowDecision]:
-    """One `operation` call of `user` in the per-user window. Tagged like the user's cost
-    budget (Context.rate_identity), so on a cluster the two are counted together."""
-    return limits.per_user_write.count(f"{operation}:{user}", slot=f"user:{user}")
+    """One `operation` call of `user` in the per-user window."""
+    identity, slot = _user_window_key(operation, user)
+    return limits.per_user_write.count(identity, slot=slot)
 
 
 def refuse_if_full(decision: WindowDecision, label: str, what: str) -> None:
@@ -267,11 +274,14 @@ def refuse_if_full(decision: WindowDecision, label: str, what: str) -> None:
         )
 
 
-async def count_or_refuse(window: SlidingWindow, identity: str, label: str, what: str) -> None:
-    """Count one call of `identity` in `window`; a full window is RATE_LIMITED (with
-    retryAfter, limit, window) and a store that does not answer refuses the write."""
+async def count_or_refuse(
+    window: SlidingWindow, identity: str, label: str, what: str, slot: str | None = None
+) -> None:
+    """Count one call of `identity` in `window` (`slot`: its hash tag, see
+    SlidingWindow.count); a full window is RATE_LIMITED (with retryAfter, limit, window)
+    and a store that does not answer refuses the write."""
     try:
-        decision = await window.hit(identity)
+        decision = await window.hit(identity, slot)
     except RateLimitUnavailable:
         raise _writes_refused() from None
     refuse_if_full(decision, label, what)
@@ -306,14 +316,12 @@ class PerUserLimit(FieldExtension):
         if limits.enabled:
             user = context.require_claims().user_id
             decision = self._counted(info)
-            if decision is None:
-                count = user_write_limit(limits, self.operation, user)
-                try:
-                    decision = (await limits.count([count])).of(count)
-                except RateLimitUnavailable:
-                    raise _writes_refused() from None
-                assert decision is not None
-            refuse_if_full(decision, "user", f"{self.operation} calls")
+            what = f"{self.operation} calls"
+            if decision is None:  # not counted with the request's other limits
+                identity, slot = _user_window_key(self.operation, user)
+                await count_or_refuse(limits.per_user_write, identity, "user", what, slot)
+            else:
+                refuse_if_full(decision, "user", what)
         return await next_(source, info, **kwargs)
 
     def _counted(self, info: Info[Context, Any]) -> WindowDecision | None:
