@@ -147,6 +147,24 @@ def card(page: Page, name: str) -> Any:
     return page.locator(f'li.product[aria-label="{name}"]')
 
 
+def sign_in(page: Page, email: str, password: str) -> None:
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def create_in_dashboard(page: Page, name: str, price: str, stock: int) -> Any:
+    """Create a product with the admin dashboard's form; its row in the products table."""
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Price").fill(price)
+    page.get_by_label("Total stock").fill(str(stock))
+    page.get_by_role("button", name="Create product").click()
+    expect(message(page)).to_have_text(
+        f"Created {name} with {stock} units. It is in the store now."
+    )
+    return page.locator("#catalog-rows tr", has_text=name)
+
+
 def message(page: Page) -> Any:
     return page.locator("#messages")
 
@@ -280,27 +298,18 @@ def test_the_admin_creates_a_product_and_watches_the_sale_in_charts(
     tabs.append(tab)
     page = tab.open("/admin")
     email, _ = new_customer(server)
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, email, PASSWORD)
     expect(message(page)).to_have_text(
         "This account is not an admin: sign in with an admin account."
     )
     expect(page.locator("#admin")).to_be_hidden()
     page.get_by_role("button", name="Sign out").click()
 
-    page.get_by_label("E-mail").fill(ADMIN_EMAIL)
-    page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
     expect(page.locator("#admin")).to_be_visible()
 
     name = f"Admin drop {uuid.uuid4().hex[:6]}"
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Price").fill("120.50")
-    page.get_by_label("Total stock").fill("4")
-    page.get_by_role("button", name="Create product").click()
-    expect(message(page)).to_have_text(f"Created {name} with 4 units. It is in the store now.")
-    row = page.locator("#catalog-rows tr", has_text=name)
+    row = create_in_dashboard(page, name, "120.50", 4)
     expect(row.locator(".available")).to_have_text("4")
     expect(page.locator("#chart-days svg rect.bar")).to_have_count(30)  # one per day
     # What only the server can check comes back as a message; nothing is created.

@@ -25,11 +25,13 @@ from tests.browser.test_pages import (
     Tab,
     api,
     card,
+    create_in_dashboard,
     message,
     new_customer,
     new_product,
     product_id_of,
     register,
+    sign_in,
 )
 from tests.polling import wait_until
 from tests.processes import ServerProcess, base_env
@@ -104,12 +106,6 @@ def reserve(server: ServerProcess, token: str, product_id: str, quantity: int = 
 def recorded_holds(server: ServerProcess, token: str) -> list[str]:
     data = api(server, "{ myReservations(status: ACTIVE) { id } }", token)
     return [hold["id"] for hold in data["myReservations"]]
-
-
-def sign_in(page: Page, email: str, password: str) -> None:
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def wait_for_catalog_listener(server: ServerProcess) -> None:
@@ -306,13 +302,7 @@ def test_the_dashboard_fits_the_screen(tab: Tab, server: ServerProcess, device: 
     expect(page.locator("#admin")).to_be_visible()
     expect(page.get_by_text("Price (EUR)")).to_be_visible()
     name = f"Dash {device}"
-    page.get_by_label("Name").fill(name)
-    page.get_by_label("Price").fill("19.90")
-    page.get_by_label("Total stock").fill("3")
-    page.get_by_role("button", name="Create product").click()
-    expect(message(page)).to_have_text(f"Created {name} with 3 units. It is in the store now.")
-
-    row = page.locator("#catalog-rows tr", has_text=name)
+    row = create_in_dashboard(page, name, "19.90", 3)
     expect(row.get_by_text("€19.90")).to_be_visible()
     amount = row.get_by_label(f"Units to add to {name}")
     add = row.get_by_role("button", name="Add")
