@@ -86,7 +86,7 @@ def _interruptible(work: Coroutine[Any, Any, T]) -> T:
         assert task is not None
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            stopping.received.append(signum)
+            stopping.record(signum)
             with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to cancel
                 loop.call_soon_threadsafe(task.cancel)
 

@@ -23,8 +23,13 @@ class Stop(KeyboardInterrupt):
     """A stop signal came: stop and clean up."""
 
 
-def raise_stop(signum: int, frame: FrameType | None) -> None:
+def record(signum: int) -> None:
+    """Note that a stop signal came (for a handler that does not raise, see flashsale.cli)."""
     received.append(signum)
+
+
+def raise_stop(signum: int, frame: FrameType | None) -> None:
+    record(signum)
     raise Stop
 
 
