@@ -41,49 +41,60 @@ from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 PAGE_ARGUMENT = "first"
 
 
+class Operation:
+    """The operation a request would run, with its variables coerced once, for everything
+    read from it before execution: its cost and the root field that runs first."""
+
+    def __init__(
+        self, root: GraphQLObjectType, selections: SelectionSetNode, walker: "_Walker"
+    ) -> None:
+        self.root = root
+        self._selections = selections
+        self._walker = walker
+
+    @classmethod
+    def of(
+        cls,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        operation_name: str | None = None,
+        variables: Mapping[str, Any] | None = None,
+    ) -> "Operation | None":
+        """None when nothing would run: no such operation (the document's own validation
+        reports that) or its variables are refused (then nothing runs either)."""
+        operation = get_operation_ast(document, operation_name)
+        if operation is None:
+            return None
+        root = schema.get_root_type(operation.operation)
+        if root is None:
+            return None
+        coerced = get_variable_values(
+            schema, operation.variable_definitions or (), dict(variables or {}), max_errors=1
+        )
+        if isinstance(coerced, list):
+            return None
+        return cls(root, operation.selection_set, _Walker(schema, document, coerced))
+
+    def cost(self) -> int:
+        return self._walker.selection_cost(self.root, self._selections)
+
+    def first_field(self) -> FieldNode | None:
+        """The root field that execution resolves first (fields in document order,
+        fragments where they are spread, what `@skip`/`@include` leave out skipped). A
+        mutation's root fields run one after another, so this one runs before any other
+        could fail the operation."""
+        return self._walker.first_field(self._selections, set())
+
+
 def query_cost(
     schema: GraphQLSchema,
     document: DocumentNode,
     operation_name: str | None = None,
     variables: Mapping[str, Any] | None = None,
 ) -> int:
-    """The cost of the operation that would run; 0 when there is none to run (the
-    document's own validation reports that) or its variables are refused (then nothing
-    runs either)."""
-    operation = get_operation_ast(document, operation_name)
-    if operation is None:
-        return 0
-    root = schema.get_root_type(operation.operation)
-    if root is None:
-        return 0
-    coerced = get_variable_values(
-        schema, operation.variable_definitions or (), dict(variables or {}), max_errors=1
-    )
-    if isinstance(coerced, list):
-        return 0
-    walker = _Walker(schema, document, coerced)
-    return walker.selection_cost(root, operation.selection_set)
-
-
-def first_root_field(
-    schema: GraphQLSchema,
-    document: DocumentNode,
-    operation_name: str | None = None,
-    variables: Mapping[str, Any] | None = None,
-) -> FieldNode | None:
-    """The root field that execution resolves first (fields in document order, fragments
-    where they are spread, what `@skip`/`@include` leave out skipped); None when nothing
-    would run (no such operation, refused variables). A mutation's root fields run one
-    after another, so this one runs before any other could fail the operation."""
-    operation = get_operation_ast(document, operation_name)
-    if operation is None:
-        return None
-    coerced = get_variable_values(
-        schema, operation.variable_definitions or (), dict(variables or {}), max_errors=1
-    )
-    if isinstance(coerced, list):
-        return None
-    return _Walker(schema, document, coerced).first_field(operation.selection_set, set())
+    """The cost of the operation that would run; 0 when none would."""
+    operation = Operation.of(schema, document, operation_name, variables)
+    return 0 if operation is None else operation.cost()
 
 
 class _Walker:

@@ -22,7 +22,7 @@ from strawberry.types.graphql import OperationType
 
 from core.settings import Settings
 from graphql_api.context import Context
-from graphql_api.cost import first_root_field, query_cost
+from graphql_api.cost import Operation
 from graphql_api.document_limits import document_limits_rule, validation_rules
 from graphql_api.errors import ApiError, ErrorCode
 from graphql_api.ratelimit import (
@@ -99,16 +99,14 @@ class QueryGuard(SchemaExtension):
         assert execution.graphql_document is not None
         refusal = self._several_operations(execution.graphql_document)
         if refusal is None:
-            self.cost = max(
-                1,
-                query_cost(
-                    graphql_schema(execution.schema),
-                    execution.graphql_document,
-                    execution.operation_name,
-                    execution.variables,
-                ),
+            operation = Operation.of(
+                graphql_schema(execution.schema),
+                execution.graphql_document,
+                execution.operation_name,
+                execution.variables,
             )
-            refusal = await self._refusal(execution.context, execution.operation_type)
+            self.cost = max(1, operation.cost() if operation else 0)
+            refusal = await self._refusal(execution.context, execution.operation_type, operation)
         if refusal is not None:
             execution.result = ExecutionResult(data=None, errors=[refusal])
         yield
@@ -124,7 +122,9 @@ class QueryGuard(SchemaExtension):
             )
         return None
 
-    async def _refusal(self, context: Context, operation: OperationType) -> ApiError | None:
+    async def _refusal(
+        self, context: Context, operation_type: OperationType, operation: Operation | None
+    ) -> ApiError | None:
         assert self.cost is not None
         if self.cost > self.max_cost:
             return ApiError(
@@ -143,7 +143,7 @@ class QueryGuard(SchemaExtension):
         address = pending_address_count(context.connection.scope) if context.connection else None
         by_address = address_limit(limits, address.address) if address else None
         by_cost = limits.cost.count(context.rate_identity(), self.cost)
-        write = self._first_write(context, operation)
+        write = self._first_write(context, operation_type, operation)
         by_user = user_write_limit(limits, *write[1:]) if write else None
         counts = [c for c in (by_address, by_cost, by_user) if c is not None]
         try:
@@ -152,7 +152,7 @@ class QueryGuard(SchemaExtension):
             if address is not None:
                 address.settle(None)
                 unavailable(exc)
-            if operation == OperationType.QUERY:
+            if operation_type == OperationType.QUERY:
                 return None  # reads stay up; writes need Redis anyway
             return _writes_refused()
         if address is not None and by_address is not None:
@@ -183,29 +183,23 @@ class QueryGuard(SchemaExtension):
         )
 
     def _first_write(
-        self, context: Context, operation: OperationType
+        self, context: Context, operation_type: OperationType, operation: Operation | None
     ) -> tuple[str, str, ObjectId] | None:
         """(response key, operation, user) when the mutation's first root field has a
         per-user window and the caller is signed in: the field that runs first, so it is
         counted with the request's other limits and finds its count made (see
         PerUserLimit). A later field with a window counts in its own round trip."""
-        if operation != OperationType.MUTATION:
+        if operation_type != OperationType.MUTATION or operation is None:
             return None
         claims = context.valid_claims()
         if claims is None:
             return None
-        execution = self.execution_context
-        assert execution.graphql_document is not None
-        node = first_root_field(
-            graphql_schema(execution.schema),
-            execution.graphql_document,
-            execution.operation_name,
-            execution.variables,
-        )
-        root = graphql_schema(execution.schema).mutation_type
-        if node is None or root is None:
+        node = operation.first_field()
+        if node is None:
             return None
-        field = execution.schema.get_field_for_type(node.name.value, root.name)
+        field = self.execution_context.schema.get_field_for_type(
+            node.name.value, operation.root.name
+        )
         extensions = field.extensions if field is not None else ()
         limit = next((e for e in extensions if isinstance(e, PerUserLimit)), None)
         if limit is None:
