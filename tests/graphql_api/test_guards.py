@@ -11,12 +11,13 @@ import httpx
 import pytest
 import pytest_asyncio
 from bson import ObjectId
+from graphql.execution.values import get_variable_values
 
 from catalog.validation import ProductDraft
 from core.settings import load_settings
 from graphql_api.app import create_app
 from services import Services
-from tests.conftest import error_codes
+from tests.conftest import FrozenTime, error_codes, rate_limited
 
 RESERVE_FIELD = "reserve(productId: $p, quantity: 1) { reservation { id } errors { code } }"
 
@@ -183,3 +184,38 @@ async def test_a_bad_scalar_literal_is_bad_input_not_an_internal_error(
     body = answer.json()
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert 'money must be a decimal string such as "19.99"' in body["errors"][0]["message"]
+
+
+async def test_a_requests_variables_are_coerced_once_before_execution(
+    services: Services,
+    product: str,
+    customer_token: str,
+    frozen_time: FrozenTime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the limits on, the guard reads a signed-in mutation's cost and its first root
+    field (for the user's window) from one coercion of its variables; execution then
+    coerces them once more, as graphql-core always does. The two used to coerce them each."""
+    calls: list[object] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return get_variable_values(*args, **kwargs)
+
+    monkeypatch.setattr("graphql_api.cost.get_variable_values", counted)
+    limited = rate_limited(services, frozen_time)
+    app = create_app(limited.settings, limited)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as http:
+        answer = await http.post(
+            "/graphql",
+            json={
+                "query": f"mutation R($p: ID!) {{ {RESERVE_FIELD} }}",
+                "variables": {"p": product},
+            },
+            headers={"Authorization": f"Bearer {customer_token}"},
+        )
+
+    assert answer.json()["data"]["reserve"]["reservation"]["id"]
+    assert len(calls) == 1
