@@ -4,6 +4,7 @@ Every change is one conditional MongoDB update, so concurrent admins and API pro
 lose an update or push total stock below what is already sold.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -101,6 +102,7 @@ class CatalogService:
         self.stock = stock
         self.announce = announce
         self._cache: dict[ObjectId, tuple[float, Product]] = {}
+        self._reading: dict[ObjectId, asyncio.Future[Product | None]] = {}
 
     async def create(self, draft: ProductDraft) -> Product:
         """Insert the product, then announce it (best effort: the product stands either way,
@@ -123,15 +125,34 @@ class CatalogService:
     async def get(self, product_id: ObjectId) -> Product | None:
         """The product, from a cache of at most PRODUCT_CACHE_SECONDS (stock counters are
         never cached: they come live from Redis). Changes made here invalidate it at once;
-        changes made by another process show within that time."""
+        changes made by another process show within that time. One read per product at a
+        time: callers that miss while it is out wait for its answer (as the cache expires
+        under a stampede of stock reads, each used to read the product itself)."""
         now = time.monotonic()
         cached = self._cache.get(product_id)
         if cached is not None and cached[0] > now:
             return cached[1]
+        reading = self._reading.get(product_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(product_id, now))
+            self._reading[product_id] = reading
+            reading.add_done_callback(lambda done: self._read_ended(product_id, done))
+        # Shielded: a caller that goes away does not cancel the read the others wait for.
+        return await asyncio.shield(reading)
+
+    async def _read(self, product_id: ObjectId, now: float) -> Product | None:
         product = await Product.get(product_id)
-        if product is not None:
+        # Not when a change made here invalidated the product while this read was out:
+        # what it read may be from before the change.
+        if product is not None and self._reading.get(product_id) is asyncio.current_task():
             self._remember(product_id, product, now)
         return product
+
+    def _read_ended(self, product_id: ObjectId, read: "asyncio.Future[Product | None]") -> None:
+        if self._reading.get(product_id) is read:
+            del self._reading[product_id]
+        if not read.cancelled():
+            read.exception()  # retrieved: every waiter may have gone away
 
     async def get_many(self, product_ids: Iterable[ObjectId]) -> dict[ObjectId, Product]:
         """Those of these products that exist, by id, read in one query (those `get` has
@@ -221,6 +242,7 @@ class CatalogService:
         out of reach the change still stands, and is reported done: Redis takes it when it
         loads the product, or at the next reconciliation (the product's version is newer)."""
         self._cache.pop(document["_id"], None)
+        self._reading.pop(document["_id"], None)
         if self.stock is not None:
             try:
                 await self.stock.sync_rules(document)

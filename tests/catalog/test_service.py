@@ -1,7 +1,9 @@
 """CatalogService's reads of many products at once (what the API's product loader uses)."""
 
+import asyncio
 from decimal import Decimal
 
+import pytest
 from bson import ObjectId
 
 from catalog.service import CatalogService
@@ -37,3 +39,64 @@ async def test_get_many_serves_and_fills_the_same_cache_as_get(services: Service
     assert cached.name == "Cached"
     assert (await catalog.get_many([product]))[product].name == "Cached"
     assert (await CatalogService().get_many([product]))[product].name == "New"
+
+
+async def test_misses_at_once_share_one_read(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stampede of stock reads as the cache expires: one MongoDB read for all of them
+    (each missed caller read the product itself before). One caller going away does not
+    cancel the read the others wait for."""
+    product = await _created(CatalogService(), "Drop")
+    catalog = CatalogService()  # nothing cached
+    reads: list[ObjectId] = []
+    real_get = Product.get
+
+    async def counted(product_id: ObjectId) -> Product | None:
+        reads.append(product_id)
+        return await real_get(product_id)
+
+    monkeypatch.setattr(Product, "get", counted)
+    impatient = asyncio.ensure_future(catalog.get(product))
+    waiting = [asyncio.ensure_future(catalog.get(product)) for _ in range(100)]
+    await asyncio.sleep(0)  # every caller has missed and is waiting
+    impatient.cancel()
+    found = await asyncio.gather(*waiting)
+
+    assert reads == [product]
+    assert {p.name for p in found if p is not None} == {"Drop"}
+    assert None not in found
+    assert (await catalog.get(product)) is found[0]  # cached, no further read
+    assert reads == [product]
+
+
+async def test_a_read_out_during_a_change_here_is_not_cached(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that started before a change made through this catalog may have read the old
+    product: it answers its callers, but is not remembered, so the next get reads again."""
+    catalog = CatalogService()
+    product = await _created(catalog, "Old")
+    catalog = CatalogService()  # nothing cached
+    read, release = asyncio.Event(), asyncio.Event()
+    real_get = Product.get
+
+    async def slow(product_id: ObjectId) -> Product | None:
+        found = await real_get(product_id)
+        read.set()
+        await release.wait()  # the change lands between the read and its answer
+        return found
+
+    monkeypatch.setattr(Product, "get", slow)
+    before = asyncio.ensure_future(catalog.get(product))
+    await read.wait()
+    monkeypatch.setattr(Product, "get", real_get)
+    await catalog.update(product, {"name": "New"})
+    release.set()
+
+    old = await before
+    assert old is not None
+    assert old.name == "Old"
+    fresh = await catalog.get(product)
+    assert fresh is not None
+    assert fresh.name == "New"
