@@ -1,4 +1,5 @@
-"""Live feeds for subscribers: what a product's stock is now, then every change to it."""
+"""Live feeds for subscribers: what a product's stock is now, then every change to it; a
+customer's holds as they change."""
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
@@ -6,7 +7,13 @@ from bson import ObjectId
 
 from core.errors import InvalidInput
 from models.common import utcnow
-from reservations.events import EventHub, StockChange, stock_channel
+from reservations.events import (
+    EventHub,
+    HoldChange,
+    StockChange,
+    customer_channel,
+    stock_channel,
+)
 from reservations.values import StockCounters
 
 Counters = Callable[[Iterable[ObjectId]], Awaitable[dict[ObjectId, StockCounters]]]
@@ -32,3 +39,13 @@ async def stock_feed(
         while True:
             event = await subscription.queue.get()
             yield StockChange.from_event(channels[event.channel], event.data)
+
+
+async def hold_feed(events: EventHub, customer_id: ObjectId) -> AsyncGenerator[HoldChange, None]:
+    """Every change to the customer's holds as it is published (created, expired, cancelled,
+    completed), wherever it was made. Close the iterator (aclosing) to leave the channel at
+    once."""
+    async with events.subscribe([customer_channel(customer_id)]) as subscription:
+        while True:
+            event = await subscription.queue.get()
+            yield HoldChange.from_event(event.data)

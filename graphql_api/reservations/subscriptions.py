@@ -1,4 +1,5 @@
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import datetime
 
 import strawberry
@@ -7,7 +8,8 @@ from strawberry.types import Info
 from graphql_api.context import Context
 from graphql_api.permissions import IsAuthenticated
 from models import ReservationStatus
-from reservations.events import HoldChange, customer_channel
+from reservations.events import HoldChange
+from reservations.feeds import hold_feed
 
 
 @strawberry.type(description="A change of one of the caller's holds.")
@@ -45,7 +47,6 @@ class ReservationSubscriptions:
         self, info: Info[Context, None]
     ) -> AsyncGenerator[ReservationEvent, None]:
         customer = info.context.require_claims().user_id
-        async with info.context.services.events.subscribe([customer_channel(customer)]) as sub:
-            while True:
-                event = await sub.queue.get()
-                yield ReservationEvent.from_change(HoldChange.from_event(event.data))
+        async with aclosing(hold_feed(info.context.services.events, customer)) as feed:
+            async for change in feed:
+                yield ReservationEvent.from_change(change)
