@@ -17,8 +17,8 @@ class CatalogError(DomainError):
 
 
 class ProductNotFound(CatalogError):
-    def __init__(self, product_id: ObjectId) -> None:
-        super().__init__(CatalogErrorCode.PRODUCT_NOT_FOUND, f"no product {product_id}", "id")
+    def __init__(self, product_id: ObjectId, field: str = "id") -> None:
+        super().__init__(CatalogErrorCode.PRODUCT_NOT_FOUND, f"no product {product_id}", field)
         self.product_id = product_id
 
 

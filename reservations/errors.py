@@ -1,5 +1,7 @@
 from enum import StrEnum
 
+from bson import ObjectId
+
 from catalog.errors import ProductNotFound
 from core.errors import DomainError
 from models import ReservationStatus
@@ -46,7 +48,9 @@ class SaleNotActive(ReservationError):
 class ReservationNotFound(ReservationError):
     def __init__(self, reservation: object) -> None:
         super().__init__(
-            ReservationErrorCode.RESERVATION_NOT_FOUND, f"no reservation {reservation}", "id"
+            ReservationErrorCode.RESERVATION_NOT_FOUND,
+            f"no reservation {reservation}",
+            "reservationId",
         )
 
 
@@ -98,4 +102,8 @@ def not_active(status: ReservationStatus | str) -> ReservationError:
 
 class ProductMissing(ProductNotFound):
     """The engine found no such product: the catalog's PRODUCT_NOT_FOUND, so the API
-    reports it as the catalog's own error."""
+    reports it as the catalog's own error, naming the argument the engine's operations
+    take it by (`reserve(productId:)`)."""
+
+    def __init__(self, product_id: ObjectId) -> None:
+        super().__init__(product_id, "productId")

@@ -99,7 +99,7 @@ async def test_the_engine_s_missing_product_is_the_catalog_s_product_not_found()
         {
             "code": "PRODUCT_NOT_FOUND",
             "message": f"no product {PRODUCT}",
-            "field": "id",
+            "field": "productId",
             "available": None,
         }
     ]
@@ -113,7 +113,7 @@ async def test_a_domain_error_the_field_does_not_report_stays_a_graphql_error() 
     assert errors == ["Redis is unavailable: try again"]
     data, errors = await _run(CATALOG, "productMissing")  # a CatalogError: reported
     assert errors == []
-    assert data["catalog"]["errors"] == [{"code": "PRODUCT_NOT_FOUND", "field": "id"}]
+    assert data["catalog"]["errors"] == [{"code": "PRODUCT_NOT_FOUND", "field": "productId"}]
 
 
 def test_a_field_without_errors_in_its_type_is_refused_when_the_schema_is_built() -> None:

@@ -13,6 +13,8 @@ from catalog.validation import ProductDraft
 from core.settings import Settings
 from flashsale.embedded import free_port
 from graphql_api.app import create_app
+from graphql_api.schema import build_schema
+from graphql_api.strawberry_internals import graphql_schema
 from models import Order, Reservation
 from reservations import ReservationEngine
 from services import Services
@@ -30,6 +32,11 @@ CANCEL = """mutation C($r: ID!) { cancelReservation(reservationId: $r) {
 CHECKOUT = """mutation K($r: ID!) { checkout(reservationId: $r) {
   order { id reservationId quantity unitPrice total product { sold available } }
   reservation { status } errors { code } } }"""
+
+CANCEL_FIELD = """mutation C($r: ID!) { cancelReservation(reservationId: $r) {
+  errors { code field } } }"""
+CHECKOUT_FIELD = """mutation K($r: ID!) { checkout(reservationId: $r) { errors { code field } } }"""
+SCHEMA = graphql_schema(build_schema())
 
 
 async def _product(services: Services, **fields: Any) -> str:
@@ -139,6 +146,42 @@ async def test_unknown_product_and_malformed_reservation_ids(
     missing = str(ObjectId()) + str(ObjectId())
     body = await gql(CANCEL, {"r": missing}, token=customer_token)
     assert body["data"]["cancelReservation"]["errors"] == [{"code": "RESERVATION_NOT_FOUND"}]
+
+
+async def test_each_payload_error_names_an_argument_of_its_mutation(
+    gql: GraphQL, services: Services, customer_token: str
+) -> None:
+    """`field` is the argument the client sent, as the schema spells it (reserve's unknown
+    product said `id`, cancel's and checkout's unknown hold `id` too)."""
+    mutation = SCHEMA.mutation_type
+    assert mutation is not None
+    product = await _product(services, total_stock=1)
+    missing = str(ObjectId()) + str(ObjectId())
+    await gql(RESERVE, {"p": product, "q": 1, "k": "once"}, token=customer_token)
+    sent: list[tuple[str, str, dict[str, Any], str, str]] = [
+        ("reserve", RESERVE, {"p": str(ObjectId()), "q": 1}, "PRODUCT_NOT_FOUND", "productId"),
+        ("reserve", RESERVE, {"p": product, "q": 2}, "OUT_OF_STOCK", "quantity"),
+        (
+            "reserve",
+            RESERVE,
+            {"p": product, "q": 2, "k": "once"},
+            "IDEMPOTENCY_KEY_REUSED",
+            "idempotencyKey",
+        ),
+        (
+            "cancelReservation",
+            CANCEL_FIELD,
+            {"r": missing},
+            "RESERVATION_NOT_FOUND",
+            "reservationId",
+        ),
+        ("checkout", CHECKOUT_FIELD, {"r": missing}, "RESERVATION_NOT_FOUND", "reservationId"),
+    ]
+    for name, document, variables, code, field in sent:
+        body = await gql(document, variables, token=customer_token)
+        [error] = body["data"][name]["errors"]
+        assert (error["code"], error["field"]) == (code, field), body
+        assert field in mutation.fields[name].args
 
 
 async def test_redis_down_is_service_unavailable_not_a_crash(
