@@ -201,6 +201,11 @@ class GraphQLView(GraphQL[Context, None]):
             await self.persisted.register(redis, persisted.register, persisted.query)
         return result
 
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # Decided in __call__ (_wants_ide). Strawberry's own test would also answer a GET
+        # with only a persisted query's hash and Accept: */* (curl, a CDN) with the page.
+        return False
+
     def _wants_ide(self, request: Request) -> bool:
         return (
             self.graphql_ide is not None

@@ -129,6 +129,25 @@ async def test_a_miss_then_the_document_then_the_hash_alone(
     assert by_get.json()["data"] == {"products": {"totalCount": 0}}
 
 
+@pytest.mark.parametrize("graphiql", [True, False], ids=["graphiql", "no-graphiql"])
+async def test_a_hash_over_get_is_answered_whatever_the_accept_header(
+    client_for: Any, services: Services, graphiql: bool
+) -> None:
+    """curl and many CDNs send Accept: */*; the hash alone, over GET, got GraphiQL's page
+    for it (a 404 with GraphiQL off), as if no query had been sent."""
+    http = client_for(configured(services.settings, graphiql_enabled=graphiql))
+    query = document()
+    await apq_post(http, sha256(query), query)
+    params = {"extensions": json.dumps(persisted(sha256(query)))}
+    for accept in ({"accept": "*/*"}, {"accept": "text/html, */*"}, {}):
+        response = await http.get("/graphql", params=params, headers=accept)
+        assert response.status_code == 200, accept
+        assert response.json()["data"] == {"products": {"totalCount": 0}}, accept
+    page = await http.get("/graphql", headers={"accept": "text/html"})
+    assert ("<!doctype html>" in page.text) is graphiql
+    assert page.status_code == (200 if graphiql else 406)
+
+
 async def test_a_miss_is_200_for_graphql_response_json_too(client: httpx.AsyncClient) -> None:
     """Apollo Server answers a miss with 200 whatever the media type, so no client error
     handling hides the code the link looks for."""
