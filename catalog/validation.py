@@ -1,7 +1,7 @@
 """Rules for product fields. Pure functions: they raise InvalidInput naming the field."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from core.errors import InvalidInput
@@ -54,8 +54,14 @@ def check_range(field: str, value: int, low: int, high: int) -> int:
 
 
 def check_instant(field: str, value: datetime | None) -> datetime | None:
-    if value is not None and value.utcoffset() is None:
+    if value is None:
+        return None
+    if value.utcoffset() is None:
         raise InvalidInput(field, "must include a time zone (e.g. 2026-11-27T09:00:00Z)")
+    try:
+        value.astimezone(UTC)  # as MongoDB stores it
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+        raise InvalidInput(field, "must be from 0001-01-01 to 9999-12-31 in UTC") from None
     return value
 
 

@@ -187,6 +187,21 @@ async def test_total_stock_cannot_drop_below_sold_and_held(
     )
 
 
+async def test_sale_dates_outside_the_calendar_in_utc_are_refused_on_update(
+    gql: GraphQL, admin_token: str
+) -> None:
+    product = await _create(gql, admin_token)
+    before = await _snapshot()
+    for field, moment in [
+        ("saleStartsAt", "0001-01-01T00:00:00+00:01"),
+        ("saleEndsAt", "9999-12-31T23:59:59-00:01"),
+    ]:
+        body = await gql(UPDATE, {"id": product["id"], "input": {field: moment}}, token=admin_token)
+        assert error_codes(body) == ["BAD_USER_INPUT"], body
+        assert body["errors"][0]["extensions"]["field"] == field
+    assert await _snapshot() == before
+
+
 async def test_sale_window_stays_ordered_on_partial_updates(gql: GraphQL, admin_token: str) -> None:
     product = await _create(gql, admin_token, saleEndsAt="2030-01-01T00:00:00Z")
     before = await _snapshot()
@@ -235,6 +250,10 @@ BAD_PRODUCT_INPUT = [
     ({"holdSeconds": 1}, "holdSeconds"),
     ({"saleStartsAt": "2030-01-01T00:00:00"}, "saleStartsAt"),
     ({"saleStartsAt": "2030-01-02T00:00:00Z", "saleEndsAt": "2030-01-01T00:00:00Z"}, "saleEndsAt"),
+    # Within the calendar as written, outside it in UTC (MongoDB stores UTC): an
+    # OverflowError, an INTERNAL_SERVER_ERROR, before.
+    ({"saleStartsAt": "0001-01-01T00:00:00+14:00"}, "saleStartsAt"),
+    ({"saleEndsAt": "9999-12-31T23:00:00-14:00"}, "saleEndsAt"),
 ]
 
 
