@@ -186,6 +186,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                 log_config=log_config(settings.log_level, settings.log_format),
                 proxy_headers=False,
                 ws="websockets-sansio",
+                # A WebSocket message is bounded as a request body is (uvicorn's default:
+                # 16 MiB, each one decoded whole, uncounted unless it is an operation).
+                ws_max_size=settings.max_request_bytes,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                 timeout_keep_alive=KEEP_ALIVE_SECONDS,
             )

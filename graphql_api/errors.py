@@ -11,7 +11,9 @@ from enum import StrEnum
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from core.errors import InvalidInput
 from core.outages import unavailable_store
@@ -105,6 +107,16 @@ class ErrorCodes(SchemaExtension):
                 f"{original.field}: {original.message}",
                 {"code": ErrorCode.BAD_USER_INPUT.value, "field": original.field},
             )
+        elif isinstance(original, MissingQueryError | CannotGetOperationTypeError):
+            # No operation to run (an empty document, type definitions only, or an
+            # operationName naming none of its operations): a 400 over HTTP, where the view
+            # catches these first; over a WebSocket they arrive here.
+            message = (
+                "No GraphQL query found in the request"
+                if isinstance(original, MissingQueryError)
+                else original.as_http_error_reason()
+            )
+            return self._copy(error, message, {"code": ErrorCode.GRAPHQL_VALIDATION_FAILED.value})
         elif isinstance(original, ValueError | TypeError) and error.path is None:
             # A custom scalar refusing a literal or variable while the document is checked:
             # the client's input, not our bug.

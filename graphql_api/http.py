@@ -10,6 +10,7 @@ WebSocket).
 """
 
 from collections.abc import Mapping
+from json import JSONDecodeError
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -146,6 +147,16 @@ class GraphQLView(GraphQL[Context, None]):
         if not all(isinstance(item, dict) for item in items):
             raise HTTPException(400, "The request body must be a JSON object")
         return parsed
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A WebSocket frame, read as strictly as a request body. Strawberry closes the
+        socket with 4400 on a JSONDecodeError and on nothing else: Python's own failures on
+        deep nesting or long digit strings dropped it with no close code."""
+        try:
+            return decode_json_strictly(data, "WebSocket message")
+        except HTTPException as exc:
+            text = data if isinstance(data, str) else data.decode(errors="replace")
+            raise JSONDecodeError(exc.reason, text, 0) from None
 
     def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
         # Strawberry decodes these with parse_json, whose object check speaks of the body;

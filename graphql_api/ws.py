@@ -39,6 +39,11 @@ CLOSE_TOO_MANY_REFUSALS = 4429
 REFUSALS_BEFORE_CLOSE = 10
 """Refused operations in a row (none let through in between) after which the socket is
 closed: a client that reads its errors waits `retryAfter` long before that."""
+MAX_ID_BYTES = 64
+"""The longest operation id (UTF-8): Strawberry quotes an id in a close reason, which may
+hold 123 bytes, and a longer reason dropped the socket with no close code. Clients use
+counters or UUIDs (36)."""
+CLIENT_MESSAGES = frozenset({"connection_init", "ping", "pong", "subscribe", "complete"})
 IN_FLIGHT_LIMIT = "ws_operations"
 """The `limit` label of flashsale_rate_limited_total for operations refused by the bound
 on operations in flight (refusals by the address window are counted as `ip`, as over HTTP)."""
@@ -50,8 +55,15 @@ def malformed(message: object) -> str | None:
     if not isinstance(message, dict):
         return "WebSocket message must be a JSON object"
     kind = message.get("type")
-    if kind in ("subscribe", "complete") and not isinstance(message.get("id"), str):
-        return f"{kind} needs an id that is a string"
+    if not isinstance(kind, str) or kind not in CLIENT_MESSAGES:
+        # Not quoted back: Strawberry's reason quoted the type, however long.
+        return "unknown message type"
+    if kind in ("subscribe", "complete"):
+        operation = message.get("id")
+        if not isinstance(operation, str):
+            return f"{kind} needs an id that is a string"
+        if len(operation.encode()) > MAX_ID_BYTES:
+            return f"{kind}'s id is longer than {MAX_ID_BYTES} bytes"
     if kind != "subscribe":
         return None
     payload = message.get("payload")

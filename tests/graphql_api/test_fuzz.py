@@ -1,11 +1,14 @@
 """A fuzzing pass over the whole schema against a real server process: queries and
 mutations generated from the schema (valid ones, and invalid ones in hypothesis-graphql's
 negative mode), sent anonymously, as a customer and as an admin; then the transport itself:
-JSON bodies and GET parameters with random structures, numbers JSON cannot hold or Python
-reads badly (1e400, NaN, 5,000 digits), strings that are no Unicode text, deep nesting and
-wrong types in every field. No answer may be a 500, carry a traceback, or hide an
-unexpected error (INTERNAL_SERVER_ERROR); every refusal is JSON with a code."""
+JSON bodies, GET parameters and WebSocket frames with random structures, numbers JSON
+cannot hold or Python reads badly (1e400, NaN, 5,000 digits), strings that are no Unicode
+text, deep nesting and wrong types in every field. No answer may be a 500, carry a
+traceback, or hide an unexpected error (INTERNAL_SERVER_ERROR); every refusal is JSON with
+a code, and a WebSocket the server ends is closed with a 44xx code (1009 for a message over
+MAX_REQUEST_BYTES). The server logs no traceback meanwhile."""
 
+import asyncio
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -19,14 +22,20 @@ from graphql import StringValueNode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
+from core.settings import Settings
 from graphql_api.schema import build_schema
 from graphql_api.strawberry_internals import graphql_schema
 from models import Role
 from services import Services
 from tests.processes import ServerProcess, running, shared_env
+from tests.ws import RECEIVE_TIMEOUT, session, ws_url
 
 SCHEMA = graphql_schema(build_schema())
+MAX_REQUEST_BYTES = Settings.model_fields["max_request_bytes"].default
 SCALARS = {
     "Money": st.one_of(
         st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), places=2).map(
@@ -232,3 +241,181 @@ def test_generated_query_parameters_never_fail_the_server(
             _check(response)
 
         fuzz()
+
+
+def _coded(errors: list[dict[str, Any]], where: object) -> list[str]:
+    codes = [(error.get("extensions") or {}).get("code") for error in errors]
+    assert errors, where
+    assert all(codes), where
+    assert "INTERNAL_SERVER_ERROR" not in codes, where
+    return [str(code) for code in codes]
+
+
+# Every way a document can be wrong, each with the code it must get, over HTTP and WebSocket.
+INVALID_DOCUMENTS = {
+    "unknown field": ("{ nope }", "GRAPHQL_VALIDATION_FAILED"),
+    "wrong argument type": ('{ products(first: "x") { totalCount } }', "GRAPHQL_VALIDATION_FAILED"),
+    "missing variable": (
+        "query($n: Int!) { products(first: $n) { totalCount } }",
+        "BAD_USER_INPUT",
+    ),
+    "undeclared variable": ("{ products(first: $n) { totalCount } }", "BAD_USER_INPUT"),
+    "bad enum": ("{ myReservations(status: NOPE) { id } }", "GRAPHQL_VALIDATION_FAILED"),
+    "syntax error": ("{ products( }", "GRAPHQL_PARSE_FAILED"),
+    "unknown directive": ("{ __typename @nope }", "GRAPHQL_VALIDATION_FAILED"),
+    "over the token limit": ("{ " + "__typename " * 2_100 + "}", "QUERY_TOO_COMPLEX"),
+    "unknown argument": ("{ products(nope: 1) { totalCount } }", "GRAPHQL_VALIDATION_FAILED"),
+    "unknown fragment": ("{ ...Nope }", "GRAPHQL_VALIDATION_FAILED"),
+    "unused fragment": (
+        "{ __typename } fragment F on Query { __typename }",
+        "GRAPHQL_VALIDATION_FAILED",
+    ),
+    "fragment cycle": (
+        "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }",
+        "GRAPHQL_VALIDATION_FAILED",
+    ),
+    "Int overflow": (
+        "{ products(first: 2147483648) { totalCount } }",
+        "GRAPHQL_VALIDATION_FAILED",
+    ),
+    "missing selection": ("{ products }", "GRAPHQL_VALIDATION_FAILED"),
+    "directive misplaced": ("query @include(if: true) { __typename }", "GRAPHQL_VALIDATION_FAILED"),
+    "only a comment": ("# nothing", "GRAPHQL_PARSE_FAILED"),
+    "too deep": (
+        "{ " + "... on Query { " * 300 + "__typename" + " }" * 300 + " }",
+        "QUERY_TOO_COMPLEX",
+    ),
+    "alias bomb": (
+        "{ ...F0 } "
+        + " ".join(
+            f"fragment F{i} on Query {{ a: __typename ...F{i + 1} ...F{i + 1} }}" for i in range(30)
+        )
+        + " fragment F30 on Query { __typename }",
+        "QUERY_TOO_COMPLEX",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", INVALID_DOCUMENTS)
+async def test_every_invalid_document_gets_its_code_over_http_and_websocket(
+    server: ServerProcess, name: str
+) -> None:
+    document, code = INVALID_DOCUMENTS[name]
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        body = (await http.post("/graphql", json={"query": document})).json()
+    assert body.get("data") is None
+    assert _coded(body["errors"], body) == [code] * len(body["errors"]), body
+    async with session(server.url) as ws:
+        operation = await ws.subscribe(document)
+        answer = await ws.receive()
+    assert answer["id"] == operation
+    errors = answer["payload"] if answer["type"] == "error" else answer["payload"]["errors"]
+    assert _coded(errors, answer) == [code] * len(errors), answer
+
+
+def _frame_text(value: object) -> st.SearchStrategy[str]:
+    return st.just(json.dumps(value))
+
+
+_PAYLOAD_FIELDS = {
+    "query": st.one_of(
+        st.sampled_from([*OPERATIONS, *(d for d, _ in INVALID_DOCUMENTS.values())]).map(json.dumps),
+        from_schema(SCHEMA, custom_scalars=SCALARS, mode=Mode.NEGATIVE).map(json.dumps),
+        VALUES,
+    ),
+    "variables": st.one_of(_variables(), VALUES),
+    "operationName": st.one_of(st.sampled_from(["A", "B", "W", "nope"]).map(json.dumps), VALUES),
+    "extensions": st.one_of(
+        st.just('{"persistedQuery": {"version": 1, "sha256Hash": "' + "0" * 64 + '"}}'),
+        VALUES,
+    ),
+}
+
+
+@st.composite
+def _frames(draw: st.DrawFn) -> str | bytes:
+    """A frame after connection_init: a subscribe (right or wrong in every field), another
+    message type, or anything at all."""
+    kind = draw(st.sampled_from(["subscribe", "subscribe", "subscribe", "other", "any", "bytes"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=100))
+    if kind == "any":
+        return draw(st.one_of(VALUES, st.text(max_size=50)))
+    fields: dict[str, str] = {
+        "type": json.dumps("subscribe")
+        if kind == "subscribe"
+        else draw(
+            st.one_of(
+                st.sampled_from(["ping", "pong", "complete", "connection_init", "next"]).map(
+                    json.dumps
+                ),
+                VALUES,
+            )
+        ),
+        "id": draw(st.one_of(st.sampled_from(['"fuzz"', '"' + "i" * 100 + '"']), VALUES)),
+    }
+    if kind == "subscribe" and draw(st.booleans()):
+        payload = {
+            name: draw(value) for name, value in _PAYLOAD_FIELDS.items() if draw(st.booleans())
+        }
+        fields["payload"] = "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in payload.items()) + "}"
+    else:
+        fields["payload"] = draw(VALUES)
+    present = {k: v for k, v in fields.items() if k == "type" or draw(st.booleans())}
+    return "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in present.items()) + "}"
+
+
+async def _after_frame(socket: ClientConnection, frame: str | bytes) -> None:
+    """Send `frame`, then a probe: read every message until the probe's answer is complete
+    or the server closes the socket, and check each."""
+    await socket.send(frame)
+    probe = {"id": "probe", "type": "subscribe", "payload": {"query": "{ __typename }"}}
+    try:
+        await socket.send(json.dumps(probe))
+        while True:
+            message = json.loads(await asyncio.wait_for(socket.recv(), RECEIVE_TIMEOUT))
+            if message["type"] == "error":
+                _coded(message["payload"], message)
+            elif message["type"] == "next" and message["payload"].get("errors"):
+                _coded(message["payload"]["errors"], message)
+            if message == {"id": "probe", "type": "complete"}:
+                return
+    except ConnectionClosed as exc:
+        close = exc.rcvd
+    assert close is not None, f"{frame!r:.200}: closed with no close frame"
+    too_big = close.code == 1009 and len(frame) > MAX_REQUEST_BYTES
+    assert too_big or 4400 <= close.code < 4500, f"{frame!r:.200}: {close}"
+
+
+def test_generated_websocket_frames_never_fail_the_server(
+    server: ServerProcess, services: Services
+) -> None:
+    logged = len(server.output())
+    tokens = [None, _signed_in(services, Role.ADMIN)]
+
+    @_fuzz_settings(250)
+    @given(frame=_frames(), token=st.sampled_from(tokens))
+    def fuzz(frame: str | bytes, token: str | None) -> None:
+        async def one() -> None:
+            async with session(server.url, token) as ws:
+                await _after_frame(ws.socket, frame)
+
+        asyncio.run(one())
+
+    fuzz()
+    assert "Traceback" not in server.output()[logged:], server.output()[logged:]
+
+
+async def test_a_websocket_message_over_the_body_limit_closes_with_1009(
+    server: ServerProcess,
+) -> None:
+    """uvicorn's own bound is 16 MiB, each message decoded whole; the server's is
+    MAX_REQUEST_BYTES, as for a request body."""
+    async with connect(
+        ws_url(server.url), subprotocols=[Subprotocol("graphql-transport-ws")], max_size=None
+    ) as socket:
+        await socket.send(json.dumps({"type": "ping", "payload": {"x": "x" * MAX_REQUEST_BYTES}}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(socket.recv(), RECEIVE_TIMEOUT)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009

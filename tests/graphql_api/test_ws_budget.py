@@ -303,6 +303,23 @@ async def test_operations_in_flight_on_one_socket_are_bounded(services: Services
         '{"type": "subscribe", "id": "1", "payload": {"query": "{ __typename }", "variables": []}}',
         '{"type": "subscribe", "id": [], "payload": {"query": "{ __typename }"}}',
         '{"type": "complete", "id": {}}',
+        # What Python's json module fails on other than with JSONDecodeError, or reads
+        # although JSON has no such value: dropped with no close code before.
+        "[" * 30_000 + "]" * 30_000,
+        '{"type": "subscribe", "id": "1", "payload": {"query": "{ __typename }", "variables": '
+        + '{"a": ' * 30_000
+        + "1"
+        + "}" * 30_001
+        + "}",
+        '{"type": "subscribe", "id": "1", "payload": {"query": "query($n: Int) { __typename }",'
+        ' "variables": {"n": ' + "9" * 5_000 + "}}}",
+        '{"type": "subscribe", "id": "1", "payload": {"query": "{ __typename }", '
+        '"variables": {"s": "\\ud800"}}}',
+        '{"type": "ping", "payload": {"n": NaN}}',
+        # A close reason holds 123 bytes: Strawberry's quoted the type, or the id, whole.
+        json.dumps({"type": "x" * 200}),
+        json.dumps({"type": "subscribe", "id": "1" * 200, "payload": {"query": "{ __typename }"}}),
+        json.dumps({"type": "complete", "id": "é" * 40}),
     ],
 )
 async def test_frames_that_are_not_protocol_messages_close_with_4400(
@@ -311,6 +328,29 @@ async def test_frames_that_are_not_protocol_messages_close_with_4400(
     async with serving(services) as url, session(url) as ws:
         await ws.socket.send(frame)
         assert await _closed_with(ws) == 4400
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"query": ""},
+        {"query": "type Product { id: ID }"},
+        {"query": "query A { __typename }", "operationName": "B"},
+        {"query": None, "extensions": {}},
+    ],
+    ids=["empty", "type-definitions", "unknown-operation-name", "no-query"],
+)
+async def test_a_document_with_no_operation_to_run_is_a_coded_error(
+    services: Services, payload: dict[str, Any]
+) -> None:
+    """Over HTTP these are 400 BAD_REQUEST; over a WebSocket they were
+    INTERNAL_SERVER_ERROR, with a traceback logged."""
+    async with serving(services) as url, session(url) as ws:
+        await ws.socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        answer = await _answer(ws, "1")
+        assert answer["type"] == "error", answer
+        assert [e["extensions"]["code"] for e in answer["payload"]] == ["GRAPHQL_VALIDATION_FAILED"]
+        assert (await _answer(ws, await ws.subscribe(TYPENAME)))["type"] == "next"
 
 
 async def test_a_frame_that_is_not_an_object_closes_before_connection_init(
