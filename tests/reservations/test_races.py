@@ -174,3 +174,19 @@ async def test_hold_ids_are_unguessable(engine: ReservationEngine) -> None:
     gaps = {b - a for a, b in zip(ids, ids[1:], strict=False)}
     assert len(gaps) == 19  # no counter: each id is unrelated to the one before
     assert all(abs(gap) > 2**64 for gap in gaps)
+
+
+async def test_order_ids_are_unguessable(engine: ReservationEngine) -> None:
+    """Checked out one at a time (an order transaction each) and all at once (one
+    transaction for the batch): no order id is another's plus one."""
+    product = await make_product(total_stock=100, max_per_customer=100)
+    alone = [
+        await engine.checkout((await engine.reserve(ANN, product, 1)).id, ANN) for _ in range(10)
+    ]
+    holds = [await engine.reserve(BOB, product, 1) for _ in range(10)]
+    together = await asyncio.gather(*(engine.checkout(hold.id, BOB) for hold in holds))
+    for sales in (alone, together):
+        ids = [int(str(sale.order_id), 16) for sale in sales]
+        gaps = {b - a for a, b in zip(ids, ids[1:], strict=False)}
+        assert len(gaps) == 9  # no counter: each id is unrelated to the one before
+        assert all(abs(gap) > 2**64 for gap in gaps)
