@@ -9,6 +9,7 @@ a code, and a WebSocket the server ends is closed with a 44xx code (1009 for a m
 MAX_REQUEST_BYTES). The server logs no traceback meanwhile."""
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -31,6 +32,7 @@ from graphql_api.schema import build_schema
 from graphql_api.strawberry_internals import graphql_schema
 from models import Role
 from services import Services
+from tests.graphql_api.test_guards_linear import BOMBS, _largest
 from tests.processes import ServerProcess, running, shared_env
 from tests.ws import RECEIVE_TIMEOUT, session, ws_url
 
@@ -419,3 +421,40 @@ async def test_a_websocket_message_over_the_body_limit_closes_with_1009(
             await asyncio.wait_for(socket.recv(), RECEIVE_TIMEOUT)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1009
+
+
+@pytest.mark.parametrize("name", BOMBS)
+async def test_every_bomb_at_the_token_limit_is_answered_over_every_transport(
+    server: ServerProcess, name: str
+) -> None:
+    """The bombs whose checking work tests/graphql_api/test_guards_linear.py counts, each at
+    the largest size the token limit lets through, sent to a real server over HTTP, as an
+    automatic persisted query (registered, then by its hash over GET) and over a
+    WebSocket: each is answered (refused with a code, or run), never masked, and the
+    process goes on serving."""
+    document = _largest(BOMBS[name])
+    extensions = {
+        "persistedQuery": {
+            "version": 1,
+            "sha256Hash": hashlib.sha256(document.encode()).hexdigest(),
+        }
+    }
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        answers = [
+            await http.post("/graphql", json={"query": document}),
+            await http.post("/graphql", json={"query": document, "extensions": extensions}),
+            await http.get("/graphql", params={"extensions": json.dumps(extensions)}),
+        ]
+        for response in answers:
+            _check(response)
+        async with session(server.url) as ws:
+            operation = await ws.subscribe(document)
+            answer = await ws.receive()
+            assert answer["id"] == operation
+            if answer["type"] == "error":
+                _coded(answer["payload"], answer)
+            else:
+                assert answer["type"] == "next", answer
+                if answer["payload"].get("errors"):
+                    _coded(answer["payload"]["errors"], answer)
+        assert (await http.get("/healthz")).status_code == 200
