@@ -14,9 +14,12 @@ well-formed message of the protocol closes the socket with 4400, as Strawberry a
 does for frames that are not JSON.
 """
 
+import logging
 from typing import Any, cast
 
 from graphql import GraphQLFormattedError
+from starlette import websockets as starlette_websockets
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -33,6 +36,8 @@ from graphql_api.errors import ApiError, ErrorCode
 from graphql_api.persisted import PersistedQueries, PersistedQueryRefused
 from graphql_api.ratelimit import address_window, refusal_message
 from telemetry import RATE_LIMITED
+
+logger = logging.getLogger("flashsale.ws")
 
 CLOSE_BAD_MESSAGE = 4400
 CLOSE_TOO_MANY_REFUSALS = 4429
@@ -98,6 +103,19 @@ class LimitedTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await self.handle_invalid_message(reason)
             return
         await super().handle_message(message)
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        """A client that went away while its answer was being sent is no error of ours:
+        one INFO line, as over HTTP (Strawberry logged ERROR with a traceback). Starlette
+        says so its own way once the socket is closing, and Strawberry does not translate
+        that one."""
+        if isinstance(error, WebSocketDisconnected | starlette_websockets.WebSocketDisconnected):
+            logger.info(
+                "WebSocket client went away before its answer was sent (request %s)",
+                current_request_id(),
+            )
+            return
+        await super().handle_task_exception(error)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         if not self.connection_acknowledged or message["id"] in self.operations:

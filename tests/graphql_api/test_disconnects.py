@@ -1,5 +1,7 @@
 """Clients that go away mid-request, against a real server process over raw sockets."""
 
+import asyncio
+import json
 import socket
 import uuid
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ import pytest
 
 from tests.polling import wait_until
 from tests.processes import ServerProcess, running, shared_env
+from tests.ws import session
 
 LOG_TIMEOUT = 10.0
 
@@ -80,3 +83,34 @@ def test_a_client_that_stays_gets_its_answer(server: ServerProcess) -> None:
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert b'"__typename":"Query"' in answer, answer
+
+
+def test_a_websocket_client_gone_before_its_answers_is_one_info_line(
+    server: ServerProcess,
+) -> None:
+    """Answers sent to a socket the client has just dropped (20 large answers asked for,
+    then the connection aborted): Strawberry logged each failed send at ERROR with a traceback."""
+    request_id = f"ws-gone-{uuid.uuid4().hex[:12]}"
+    page = "{ __schema { types { name description fields { name description } } } }"
+
+    async def drop_mid_answers() -> None:
+        async with session(server.url, **{"X-Request-ID": request_id}) as ws:
+            for operation in range(20):
+                message = {"id": str(operation), "type": "subscribe", "payload": {"query": page}}
+                await ws.socket.send(json.dumps(message))
+            ws.socket.transport.abort()
+
+    asyncio.run(drop_mid_answers())
+
+    def reported() -> list[str] | None:
+        lines = server.output().splitlines()
+        for index, line in enumerate(lines):
+            if request_id in line and ("went away" in line or " ERROR " in line):
+                return lines[index:]
+        return None
+
+    lines = wait_until(reported, within=LOG_TIMEOUT, every=0.05, failure=server.output)
+    assert " INFO " in lines[0], lines
+    later = "\n".join(lines)
+    assert "Traceback" not in later, later
+    assert " ERROR " not in later, later
