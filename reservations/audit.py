@@ -1,6 +1,6 @@
 """Checks the invariants of docs/invariants.md for products, in Redis and MongoDB, and that
 the daily sales rollups agree with the records. Used by the tests, the benchmark and
-operators. Run it at rest (after the persister has drained the logs)."""
+operators. Run it at rest (after the persister has drained the logs: its backlog is 0)."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field

@@ -226,6 +226,24 @@ class ChangeLogPersister:
         await self._reservations.bulk_write(operations, ordered=True, session=session)
         await funnel.save(self.database, session)
 
+    async def backlog(self, product_ids: Iterable[ObjectId]) -> int:
+        """How many entries of these products' logs no persister has recorded yet: those
+        not yet read, and those read but not acknowledged. 0 means every state a hold
+        reached in Redis so far is in MongoDB (what "at rest" means for the audit)."""
+        waiting = 0
+        for product_id in product_ids:
+            log = ProductKeys(product_id).log
+            if not await self.redis.exists(log):
+                continue
+            groups = {text(g["name"]): g for g in await self.redis.xinfo_groups(log)}
+            group = groups.get(GROUP)
+            if group is None:  # no persister has read this log yet
+                waiting += await self.redis.xlen(log)
+                continue
+            unread = await self.redis.xrange(log, min=f"({text(group['last-delivered-id'])}")
+            waiting += len(unread or []) + int(group["pending"])
+        return waiting
+
     async def _trim(self, keys: ProductKeys) -> None:
         """Drop log entries every consumer has acknowledged."""
         pending = await self.redis.xpending(keys.log, GROUP)

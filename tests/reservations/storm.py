@@ -68,18 +68,28 @@ async def storm_call(
     return data
 
 
-async def settled(services: Services, product_ids: list[ObjectId]) -> None:
-    """Wait (bounded) until every hold has ended and MongoDB has recorded it."""
+async def settled(
+    services: Services, product_ids: list[ObjectId], *, within: float = SETTLE_TIMEOUT
+) -> None:
+    """Wait (bounded) until every hold has ended and MongoDB has recorded it: no units
+    held in Redis, no ACTIVE record, and nothing left in the change logs for the persister
+    (a hold reserved and cancelled within one persister tick leaves neither units nor an
+    ACTIVE record, and no record at all until its entries are persisted)."""
     counters: dict[ObjectId, StockCounters] = {}
+    backlog = 0
 
     async def ended() -> bool:
-        nonlocal counters
+        nonlocal counters, backlog
         counters = await services.engine.counters(product_ids)
         active = await Reservation.find(Reservation.status == ReservationStatus.ACTIVE).count()
-        return all(c.reserved == 0 for c in counters.values()) and active == 0
+        backlog = await services.background.persister.backlog(product_ids)
+        return all(c.reserved == 0 for c in counters.values()) and active == 0 and backlog == 0
 
     await eventually(
-        ended, within=SETTLE_TIMEOUT, every=0.2, failure=lambda: f"holds did not settle: {counters}"
+        ended,
+        within=within,
+        every=0.2,
+        failure=lambda: f"holds did not settle: {counters}, {backlog} log entries unrecorded",
     )
 
 

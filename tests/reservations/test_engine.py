@@ -15,6 +15,7 @@ from analytics.sales import sales_stats
 from flashsale.embedded import free_port
 from models import Order, Product, Reservation, ReservationStatus
 from reservations import ReservationEngine, ReservationId, StockCounters
+from reservations import persister as persister_module
 from reservations.audit import audit
 from reservations.errors import (
     CheckoutInProgress,
@@ -436,6 +437,37 @@ async def test_persister_records_every_state_and_audit_holds(
     assert report.ok, report.problems
     assert await engine.redis.hlen(ProductKeys(product).holds) == 0  # ended holds forgotten
     assert await engine.redis.xlen(ProductKeys(product).log) == 0  # acknowledged and trimmed
+
+
+async def test_the_backlog_counts_every_state_mongodb_has_not_recorded(
+    services: Services,
+    engine: ReservationEngine,
+    persister: ChangeLogPersister,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hold reserved and cancelled before the persister ran leaves no units held and no
+    ACTIVE record, and no record at all: only the backlog says MongoDB is behind."""
+    product = await make_product()
+    assert await persister.backlog([product]) == 0  # no log yet
+    hold = await engine.reserve(ANN, product, 1)
+    await engine.cancel(hold.id, ANN)
+    assert await counters(engine, product) == StockCounters(10, 0, 0)
+    assert await Reservation.find_all().count() == 0
+    assert await persister.backlog([product]) == 2  # ACTIVE, then CANCELLED: never read
+
+    log = ProductKeys(product).log
+    await services.redis.xgroup_create(log, "persister", id="0")
+    await services.redis.xreadgroup("persister", "died", {log: ">"}, count=1)
+    assert await persister.backlog([product]) == 2  # one read and never acknowledged
+
+    await persister.run_once([product])  # records the other entry
+    assert await persister.backlog([product]) == 1  # the dead reader's is still pending
+    monkeypatch.setattr(persister_module, "STALE_PENDING_MS", 0)
+    await persister.run_once([product])  # claims it (after 30 s, were it not patched)
+    assert await persister.backlog([product]) == 0
+    recorded = await Reservation.get(hold.id.hold_id)
+    assert recorded is not None
+    assert recorded.status is ReservationStatus.CANCELLED
 
 
 async def test_checkout_and_the_persister_keep_the_daily_rollups_exact(

@@ -25,9 +25,12 @@ from bson import ObjectId
 
 from catalog.validation import HOLD_SECONDS_MIN, ProductDraft
 from models import Order, Reservation, ReservationStatus
+from reservations import ReservationEngine
 from reservations.audit import audit
+from reservations.persister import ChangeLogPersister
 from services import Services
 from tests.processes import ServerProcess, running, shared_env
+from tests.reservations.conftest import make_product
 from tests.reservations.storm import CANCEL, CHECKOUT, customer_token, settled
 
 RESERVE = """mutation R($p: ID!, $q: Int!, $k: String) {
@@ -159,6 +162,26 @@ class Race:
                 await self.at_deadline(reservation, self.rng.uniform(-0.3, 0.3))
                 calls = [self.checkout(token, hold), self.cancel(token, hold)]
             await asyncio.gather(*calls)
+
+
+async def test_settled_waits_until_every_granted_hold_is_recorded(
+    services: Services, engine: ReservationEngine, persister: ChangeLogPersister
+) -> None:
+    """The check after the race reads MongoDB's records once the holds settled. A hold
+    reserved and cancelled within one persister tick leaves no units held and no ACTIVE
+    record, only two log entries: settling must wait for them (it did not, and the race
+    failed with "granted but never recorded" when its last call was such a cancel)."""
+    product = await make_product()
+    hold = await engine.reserve(ObjectId(), product, 1)
+    await engine.cancel(hold.id, hold.customer_id)
+    with pytest.raises(AssertionError, match="2 log entries unrecorded"):
+        await settled(services, [product], within=0.5)  # nothing persists in this process
+
+    await persister.run_once([product])
+    await settled(services, [product])
+    recorded = await Reservation.get(hold.id.hold_id)
+    assert recorded is not None
+    assert recorded.status is ReservationStatus.CANCELLED
 
 
 @pytest.fixture(scope="module")
