@@ -202,21 +202,35 @@ class Ledger:
 
     async def recorded_orders(self, product_id: ObjectId) -> list[RecordedOrder]:
         """MongoDB's orders of a product, as the counters need them."""
-        return [
-            RecordedOrder(order["reservation_id"], order["customer_id"], order["quantity"])
-            async for order in self._orders.find(
-                {"product_id": product_id}, {"reservation_id": 1, "customer_id": 1, "quantity": 1}
+        return (await self.recorded_orders_of([product_id]))[product_id]
+
+    async def recorded_orders_of(
+        self, product_ids: list[ObjectId]
+    ) -> dict[ObjectId, list[RecordedOrder]]:
+        """MongoDB's orders of these products, each product's as the counters need them,
+        in one read."""
+        found: dict[ObjectId, list[RecordedOrder]] = {product_id: [] for product_id in product_ids}
+        async for order in self._orders.find(
+            {"product_id": {"$in": product_ids}},
+            {"product_id": 1, "reservation_id": 1, "customer_id": 1, "quantity": 1},
+        ):
+            found[order["product_id"]].append(
+                RecordedOrder(order["reservation_id"], order["customer_id"], order["quantity"])
             )
-        ]
+        return found
 
     async def active_holds(self, product_id: ObjectId) -> list[Hold]:
         """The product's holds MongoDB recorded as ACTIVE."""
-        return [
-            hold_from_document(document)
-            async for document in self._reservations.find(
-                {"product_id": product_id, "status": ReservationStatus.ACTIVE.value}
-            )
-        ]
+        return (await self.active_holds_of([product_id]))[product_id]
+
+    async def active_holds_of(self, product_ids: list[ObjectId]) -> dict[ObjectId, list[Hold]]:
+        """The holds of these products MongoDB recorded as ACTIVE, by product, in one read."""
+        found: dict[ObjectId, list[Hold]] = {product_id: [] for product_id in product_ids}
+        async for document in self._reservations.find(
+            {"product_id": {"$in": product_ids}, "status": ReservationStatus.ACTIVE.value}
+        ):
+            found[document["product_id"]].append(hold_from_document(document))
+        return found
 
     async def recorded_hold(self, rid: ReservationId) -> Hold | None:
         """The hold as MongoDB recorded it."""

@@ -33,7 +33,7 @@ class StockLoader:
         self.default_hold_ms = default_hold_ms
         self.clock = clock
         self._products = database["products"]
-        self._loading: dict[ObjectId, asyncio.Future[None]] = {}
+        self._loading: dict[ObjectId, asyncio.Future[set[ObjectId]]] = {}
 
     async def ensure_loaded(self, product_id: ObjectId) -> None:
         """Load the product's counters and recorded holds from MongoDB if Redis lacks them.
@@ -41,43 +41,64 @@ class StockLoader:
         product is missing. Within a process, concurrent callers share one load (a stampede
         on a cold product would otherwise read MongoDB once per request). Raises
         ProductMissing."""
-        pending = self._loading.get(product_id)
-        if pending is None:
-            pending = asyncio.ensure_future(self._load(product_id))
-            self._loading[product_id] = pending
-            pending.add_done_callback(lambda _: self._loading.pop(product_id, None))
-        await asyncio.shield(pending)
-
-    async def _load(self, product_id: ObjectId) -> None:
-        product = await self._products.find_one({"_id": product_id})
-        if product is None:
+        if product_id in await self.ensure_loaded_many([product_id]):
             raise ProductMissing(product_id)
+
+    async def ensure_loaded_many(self, product_ids: Iterable[ObjectId]) -> set[ObjectId]:
+        """`ensure_loaded` for several products, those not being loaded already read from
+        MongoDB together (one read of products, orders and holds each, not one per
+        product). Returns the ones that do not exist."""
+        ids = list(dict.fromkeys(product_ids))
+        fresh = [product_id for product_id in ids if product_id not in self._loading]
+        if fresh:
+            batch = asyncio.ensure_future(self._load(fresh))
+            for product_id in fresh:
+                self._loading[product_id] = batch
+
+            def done(_: object) -> None:
+                for product_id in fresh:
+                    if self._loading.get(product_id) is batch:
+                        del self._loading[product_id]
+
+            batch.add_done_callback(done)
+        loads = {self._loading[product_id] for product_id in ids if product_id in self._loading}
+        missing: set[ObjectId] = set()
+        for load in loads:
+            missing |= await asyncio.shield(load)
+        return missing & set(ids)
+
+    async def _load(self, product_ids: list[ObjectId]) -> set[ObjectId]:
+        """Load these products into Redis; returns those MongoDB does not have."""
+        products = {
+            product["_id"]: product
+            async for product in self._products.find({"_id": {"$in": product_ids}})
+        }
+        found = list(products)
         # Orders first, then the ACTIVE holds: a checkout committing in between shows as
         # COMPLETED in the second read (one transaction writes both), so it is counted by
         # neither and its commit in Redis counts it; a hold read as ACTIVE whose order the
         # first read saw cannot exist.
-        orders = await self.ledger.recorded_orders(product_id)
-        sold = {order.hold_id for order in orders}
-        active = [
-            hold
-            for hold in await self.ledger.active_holds(product_id)
-            if hold.id.hold_id not in sold
-        ]
-        if await self.store.load(product, self.hold_ms(product), active, orders):
-            logger.info("loaded product %s into Redis (%d active holds)", product_id, len(active))
+        orders = await self.ledger.recorded_orders_of(found)
+        active = await self.ledger.active_holds_of(found)
+
+        async def load(product_id: ObjectId) -> None:
+            product, sold = products[product_id], {o.hold_id for o in orders[product_id]}
+            holds = [hold for hold in active[product_id] if hold.id.hold_id not in sold]
+            if await self.store.load(product, self.hold_ms(product), holds, orders[product_id]):
+                logger.info(
+                    "loaded product %s into Redis (%d active holds)", product_id, len(holds)
+                )
+
+        await asyncio.gather(*(load(product_id) for product_id in found))
+        return set(product_ids) - set(found)
 
     async def load_missing(self, product_ids: Iterable[ObjectId]) -> int:
         """Rebuild the counters of products missing from Redis from MongoDB. Returns how
         many products are loaded."""
-        checked = 0
-        for product_id in product_ids:
-            if not await self.store.loaded(product_id):
-                try:
-                    await self.ensure_loaded(product_id)
-                except ProductMissing:
-                    continue
-            checked += 1
-        return checked
+        ids = list(product_ids)
+        absent = [product_id for product_id in ids if not await self.store.loaded(product_id)]
+        missing = await self.ensure_loaded_many(absent) if absent else set()
+        return len(ids) - len(missing)
 
     async def sync_rules(self, product: dict[str, Any], *, force: bool = False) -> None:
         """After MongoDB changed a product: copy its total and sale rules to Redis (a newer

@@ -2,7 +2,6 @@
 and orders. Live state comes from Redis (one round trip for a list), the rest from
 MongoDB's record; while Redis is out of reach, the record answers where it can."""
 
-import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,7 +9,7 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from models import ReservationStatus
-from reservations.errors import ProductMissing, ReservationNotFound, ServiceUnavailable
+from reservations.errors import ReservationNotFound, ServiceUnavailable
 from reservations.ledger import Ledger, hold_from_document, sale_from_documents
 from reservations.loader import StockLoader
 from reservations.store import StockStore
@@ -37,9 +36,7 @@ class Reads:
         found = await self.store.counters(ids)
         missing = [product_id for product_id in ids if product_id not in found]
         if missing:
-            for product_id in missing:
-                with contextlib.suppress(ProductMissing):
-                    await self.loader.ensure_loaded(product_id)
+            await self.loader.ensure_loaded_many(missing)  # those that do not exist stay out
             found.update(await self.store.counters(missing))
         return found
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 
@@ -390,6 +391,59 @@ async def test_redis_lost_mid_sale_is_rebuilt_from_mongodb(
     await persister.run_once([product])
     report = await audit(engine, [product])
     assert report.ok, report.problems
+
+
+class FindLog(monitoring.CommandListener):
+    """The collections MongoDB was asked to find in, one entry per command."""
+
+    def __init__(self) -> None:
+        self.finds: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.finds.append(str(event.command["find"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_counters_of_cold_products_load_them_in_one_read_of_each_collection(
+    services: Services, engine: ReservationEngine, persister: ChangeLogPersister
+) -> None:
+    """A list of products Redis lacks (a fresh or emptied Redis) was loaded one product at
+    a time, three reads each: 15 for five products."""
+    products = [await make_product(total_stock=10 + n) for n in range(5)]
+    sold = await engine.reserve(ANN, products[0], 2)
+    await engine.checkout(sold.id, ANN)
+    held = await engine.reserve(BOB, products[1], 3)
+    await persister.run_once(products)
+    for product in products:
+        keys = ProductKeys(product)
+        await services.redis.delete(
+            keys.stock, keys.holds, keys.expiry, keys.customers, keys.claims, keys.sold
+        )
+    log = FindLog()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        services.settings.mongodb_uri, tz_aware=True, event_listeners=[log]
+    )
+    counted = ReservationEngine(
+        services.redis, client[services.settings.mongodb_db], default_hold_seconds=60
+    )
+    nowhere = ObjectId()
+
+    found = await counted.counters([*products, nowhere])
+
+    assert sorted(log.finds) == ["orders", "products", "reservations"]
+    assert found == {
+        products[0]: StockCounters(10, 2, 0),
+        products[1]: StockCounters(11, 0, 3),
+        **{product: StockCounters(10 + n, 0, 0) for n, product in enumerate(products) if n > 1},
+    }
+    assert (await counted.checkout(held.id, BOB)).hold.id == held.id  # its hold came back
+    await client.close()
 
 
 async def test_expiry_after_the_server_was_down(
