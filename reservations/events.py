@@ -97,26 +97,37 @@ class EventHub:
                 if self._wanted[channel] == 1:
                     new.append(channel)
             if new:
-                await self._pubsub.subscribe(*new)
+                try:
+                    await self._pubsub.subscribe(*new)
+                except BaseException:
+                    # Not subscribed (Redis out of reach): counted as wanted, a channel
+                    # would never be subscribed again in this process.
+                    self._drop(subscription)
+                    raise
             self._listening.set()
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.create_task(self._read(), name="event-hub")
 
     async def _remove(self, subscription: Subscription) -> None:
         async with self._lock:
-            gone = []
-            for channel in subscription.channels:
-                self._subscribers.get(channel, set()).discard(subscription)
-                self._wanted[channel] -= 1
-                if self._wanted[channel] <= 0:
-                    del self._wanted[channel]
-                    self._subscribers.pop(channel, None)
-                    gone.append(channel)
-            if not self._wanted:
-                self._listening.clear()
+            gone = self._drop(subscription)
             if gone:
                 with contextlib.suppress(RedisError, OSError):
                     await self._pubsub.unsubscribe(*gone)
+
+    def _drop(self, subscription: Subscription) -> list[str]:
+        """Take the subscription out of the books; returns the channels nobody wants now."""
+        gone = []
+        for channel in subscription.channels:
+            self._subscribers.get(channel, set()).discard(subscription)
+            self._wanted[channel] -= 1
+            if self._wanted[channel] <= 0:
+                del self._wanted[channel]
+                self._subscribers.pop(channel, None)
+                gone.append(channel)
+        if not self._wanted:
+            self._listening.clear()
+        return gone
 
     async def _read(self) -> None:
         while True:

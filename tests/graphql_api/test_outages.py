@@ -19,10 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from flashsale.embedded import find_redis_server, free_port
+from reservations.keys import PREFIX
 from tests.polling import eventually
 from tests.processes import ServerProcess, base_env, running
+from tests.ws import session
 
 ADMIN_EMAIL, PASSWORD = "admin@outage.example", "outage admin password"
 ANY_TIME = "2026-06-01T00:00:00Z", "2027-06-01T00:00:00Z"
@@ -278,8 +281,9 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stores]:
         mongo.stop()
 
 
-async def world_on(url: str) -> World:
-    """An admin, a customer, a product, a completed and a cancelled hold."""
+async def world_on(url: str, shopper: str = "shopper@outage.example") -> World:
+    """An admin, a customer (`shopper`, new to the server), a product, a completed and a
+    cancelled hold."""
     async with httpx.AsyncClient(timeout=CALL_PATIENCE) as http:
         login = await call(
             http,
@@ -292,8 +296,8 @@ async def world_on(url: str) -> World:
         joined = await call(
             http,
             url,
-            'mutation { register(email: "shopper@outage.example", password: "long enough pw")'
-            " { token } }",
+            'mutation($e: String!) { register(email: $e, password: "long enough pw") { token } }',
+            e=shopper,
         )
         customer = joined["data"]["register"]["token"]
         created = await call(
@@ -426,3 +430,82 @@ def test_every_call_answers_through_each_outage(
         )
 
     asyncio.run(go())
+
+
+STOCK_CHANGED = "subscription($p: [ID!]!) { stockChanged(productIds: $p) { productId } }"
+PRODUCT_CREATED = "subscription { productCreated { id } }"
+HOLD_EVENTS = "subscription { myReservationEvents { reservationId status } }"
+
+
+async def first_message(url: str, token: str, query: str, **variables: Any) -> dict[str, Any]:
+    """The first message a new subscription gets, within OUTAGE_BOUND_SECONDS."""
+    async with session(url, token) as subscriber:
+        await subscriber.subscribe(query, variables)
+        async with asyncio.timeout(OUTAGE_BOUND_SECONDS):
+            return await subscriber.receive()
+
+
+def unavailable(message: dict[str, Any]) -> bool:
+    errors = message["payload"].get("errors") or []
+    return [e["extensions"]["code"] for e in errors] == ["SERVICE_UNAVAILABLE"]
+
+
+def test_subscriptions_answer_through_each_outage(
+    stores: Stores, server: tuple[ServerProcess, dict[str, str]]
+) -> None:
+    """Subscriptions are Redis's (its pub/sub and live counters): with Redis down each is
+    refused SERVICE_UNAVAILABLE at once, and once it is back they work again; with MongoDB
+    down the stock feed starts and a shopper's hold events arrive as before."""
+    process, _ = server
+
+    async def listening(channel: str) -> bool:
+        async with Redis(port=stores.redis.port) as redis:
+            ((_, count),) = await redis.pubsub_numsub(channel)
+            return int(count) > 0
+
+    async def hold_events_arrive(w: World, channel: str) -> None:
+        async with session(w.url, w.customer) as subscriber:
+            await subscriber.subscribe(HOLD_EVENTS)
+            await eventually(  # events published before the server subscribed are lost
+                lambda: listening(channel), within=10, every=0.05, failure=lambda: "unheard"
+            )
+            async with httpx.AsyncClient(timeout=CALL_PATIENCE) as http:
+                held = await call(http, w.url, RESERVE, w.customer, p=w.product)
+            assert (reservation := held["data"]["reserve"]["reservation"]), held
+            async with asyncio.timeout(OUTAGE_BOUND_SECONDS):
+                event = await subscriber.next_data()
+            assert event["myReservationEvents"] == {
+                "reservationId": reservation["id"],
+                "status": "ACTIVE",
+            }
+
+    async def go() -> None:
+        w = await world_on(process.url, "subscriber@outage.example")
+        async with httpx.AsyncClient(timeout=CALL_PATIENCE) as http:
+            me = await call(http, w.url, "{ me { id } }", w.customer)
+        channel = f"{PREFIX}:customer:{me['data']['me']['id']}:events"
+        with stores.redis.down():
+            for query in (STOCK_CHANGED, PRODUCT_CREATED, HOLD_EVENTS):
+                message = await first_message(w.url, w.customer, query, p=[w.product])
+                assert unavailable(message), message
+        await back_to_normal(w)
+        # The channels refused during the outage are subscribed again (they stayed counted
+        # as wanted, and this process never subscribed them again).
+        await hold_events_arrive(w, channel)
+        message = await first_message(w.url, w.customer, STOCK_CHANGED, p=[w.product])
+        assert message["payload"]["data"]["stockChanged"]["productId"] == w.product, message
+
+        with stores.mongo.down():
+            message = await first_message(w.url, w.customer, STOCK_CHANGED, p=[w.product])
+            assert message["payload"]["data"]["stockChanged"]["productId"] == w.product, message
+            await eventually(  # the previous subscriber has left
+                lambda: _not(listening(channel)), within=10, every=0.05, failure=lambda: "held"
+            )
+            await hold_events_arrive(w, channel)
+        await back_to_normal(w)
+
+    asyncio.run(go())
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check
