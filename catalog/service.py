@@ -68,6 +68,8 @@ _PATCHABLE: dict[str, tuple[str, str, Any, bool]] = {
         lambda v: rules.check_instant("saleEndsAt", v),
         True,
     ),
+    # A WaitingRoomRule, checked when it was made (rules.waiting_room_rule); null: none.
+    "waiting_room": ("waitingRoom", "waiting_room", lambda v: v.model_dump(), True),
 }
 
 
@@ -116,6 +118,7 @@ class CatalogService:
             hold_seconds=draft.hold_seconds,
             sale_starts_at=draft.sale_starts_at,
             sale_ends_at=draft.sale_ends_at,
+            waiting_room=draft.waiting_room,
         )
         await product.insert()
         if self.announce is not None and product.id is not None:

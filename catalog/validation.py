@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from core.errors import InvalidInput
+from models import WaitingRoomRule
 
 NAME_MAX = 200
 DESCRIPTION_MAX = 5_000
@@ -13,6 +14,9 @@ STOCK_MAX = 1_000_000
 PER_CUSTOMER_MAX = 1_000
 HOLD_SECONDS_MIN, HOLD_SECONDS_MAX = 5, 86_400
 DEFAULT_MAX_PER_CUSTOMER = 5
+ROOM_OPENS_BEFORE_MAX = 7 * 86_400
+ROOM_ADMISSION_SECONDS_MIN, ROOM_ADMISSION_SECONDS_MAX = 5, 3_600
+ROOM_OVERSUBSCRIPTION_MIN, ROOM_OVERSUBSCRIPTION_MAX = Decimal("1"), Decimal("10")
 
 
 def price_to_cents(price: Decimal, field: str = "price") -> int:
@@ -70,6 +74,42 @@ def check_window(starts_at: datetime | None, ends_at: datetime | None) -> None:
         raise InvalidInput("saleEndsAt", "must be after saleStartsAt")
 
 
+def waiting_room_rule(
+    *,
+    enabled: bool,
+    opens_before_seconds: int,
+    admission_seconds: int,
+    oversubscription: Decimal,
+    field: str = "waitingRoom",
+) -> WaitingRoomRule:
+    """A waiting room's settings, checked: oversubscription is a factor with at most two
+    decimals (1.5: admit up to 1.5 shoppers per unit available), kept as a percentage."""
+    check_range(f"{field}.opensBeforeSeconds", opens_before_seconds, 0, ROOM_OPENS_BEFORE_MAX)
+    check_range(
+        f"{field}.admissionSeconds",
+        admission_seconds,
+        ROOM_ADMISSION_SECONDS_MIN,
+        ROOM_ADMISSION_SECONDS_MAX,
+    )
+    factor = Decimal(oversubscription)
+    if not (
+        factor.is_finite()
+        and ROOM_OVERSUBSCRIPTION_MIN <= factor <= ROOM_OVERSUBSCRIPTION_MAX
+        and factor == factor.quantize(Decimal("0.01"))
+    ):
+        raise InvalidInput(
+            f"{field}.oversubscription",
+            f"must be between {ROOM_OVERSUBSCRIPTION_MIN} and {ROOM_OVERSUBSCRIPTION_MAX}, "
+            "with at most two decimals",
+        )
+    return WaitingRoomRule(
+        enabled=enabled,
+        opens_before_seconds=opens_before_seconds,
+        admission_seconds=admission_seconds,
+        oversubscription_percent=int(factor * 100),
+    )
+
+
 @dataclass(frozen=True)
 class ProductDraft:
     """Validated fields of a new product."""
@@ -82,6 +122,7 @@ class ProductDraft:
     hold_seconds: int | None
     sale_starts_at: datetime | None
     sale_ends_at: datetime | None
+    waiting_room: WaitingRoomRule | None = None
 
     @classmethod
     def parse(
@@ -95,6 +136,7 @@ class ProductDraft:
         hold_seconds: int | None = None,
         sale_starts_at: datetime | None = None,
         sale_ends_at: datetime | None = None,
+        waiting_room: WaitingRoomRule | None = None,
     ) -> "ProductDraft":
         starts = check_instant("saleStartsAt", sale_starts_at)
         ends = check_instant("saleEndsAt", sale_ends_at)
@@ -115,4 +157,5 @@ class ProductDraft:
             else check_range("holdSeconds", hold_seconds, HOLD_SECONDS_MIN, HOLD_SECONDS_MAX),
             sale_starts_at=starts,
             sale_ends_at=ends,
+            waiting_room=waiting_room,
         )

@@ -19,7 +19,7 @@ from strawberry.types.field import StrawberryField
 from accounts.errors import AccountErrorCode
 from catalog.errors import CatalogErrorCode
 from core.errors import DomainError
-from reservations.errors import OutOfStock, ReservationErrorCode
+from reservations.errors import NotAdmitted, OutOfStock, ReservationErrorCode
 
 # One GraphQL enum for every business outcome, built from the domains' own code enums.
 _problem_codes: type[Enum] = Enum(  # type: ignore[misc]
@@ -43,6 +43,9 @@ class Problem:
     available: int | None = strawberry.field(
         default=None, description="OUT_OF_STOCK: how many units are left."
     )
+    position: int | None = strawberry.field(
+        default=None, description="NOT_ADMITTED: your place in the waiting room's queue."
+    )
 
 
 def problem(error: DomainError) -> Problem:
@@ -51,6 +54,7 @@ def problem(error: DomainError) -> Problem:
         message=error.message,
         field=error.field,
         available=error.available if isinstance(error, OutOfStock) else None,
+        position=error.position if isinstance(error, NotAdmitted) else None,
     )
 
 

@@ -23,6 +23,9 @@ from graphql_api.reservations.mutations import ReservationMutations
 from graphql_api.reservations.queries import ReservationQueries
 from graphql_api.reservations.subscriptions import ReservationSubscriptions
 from graphql_api.strawberry_internals import ReportingParserCache
+from graphql_api.waiting_room.mutations import WaitingRoomMutations
+from graphql_api.waiting_room.queries import WaitingRoomQueries
+from graphql_api.waiting_room.subscriptions import WaitingRoomSubscriptions
 
 
 class _Schema(strawberry.Schema):
@@ -33,9 +36,16 @@ class _Schema(strawberry.Schema):
         ErrorCodes logs the unexpected ones with their request id."""
 
 
-Query = merge_types("Query", (CatalogQueries, ReservationQueries, AccountQueries, AnalyticsQueries))
-Mutation = merge_types("Mutation", (AccountMutations, CatalogMutations, ReservationMutations))
-Subscription = merge_types("Subscription", (CatalogSubscriptions, ReservationSubscriptions))
+Query = merge_types(
+    "Query",
+    (CatalogQueries, ReservationQueries, WaitingRoomQueries, AccountQueries, AnalyticsQueries),
+)
+Mutation = merge_types(
+    "Mutation", (AccountMutations, CatalogMutations, ReservationMutations, WaitingRoomMutations)
+)
+Subscription = merge_types(
+    "Subscription", (CatalogSubscriptions, ReservationSubscriptions, WaitingRoomSubscriptions)
+)
 
 
 def build_schema(

@@ -1,7 +1,7 @@
 """Beanie documents and their indexes: the system of record in MongoDB."""
 
 from models.order import Order
-from models.product import Product
+from models.product import Product, WaitingRoomRule
 from models.reservation import LEGACY_INDEXES, Reservation, ReservationStatus
 from models.rollup import DailyFunnel, DailySales
 from models.user import Role, User
@@ -19,4 +19,5 @@ __all__ = [
     "ReservationStatus",
     "Role",
     "User",
+    "WaitingRoomRule",
 ]

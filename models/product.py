@@ -2,10 +2,22 @@ from datetime import datetime
 
 import pymongo
 from beanie import Document
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pymongo import IndexModel
 
 from models.common import utcnow
+
+
+class WaitingRoomRule(BaseModel):
+    """A product's waiting room (see reservations/waiting_room.py): shoppers may join from
+    `opens_before_seconds` ahead of the sale's start; each admission lasts
+    `admission_seconds`; the room admits up to available x oversubscription_percent / 100
+    shoppers who have not reserved yet."""
+
+    enabled: bool = False
+    opens_before_seconds: int = Field(default=3600, ge=0)
+    admission_seconds: int = Field(default=90, ge=1)
+    oversubscription_percent: int = Field(default=100, ge=100)
 
 
 class Product(Document):
@@ -21,6 +33,7 @@ class Product(Document):
     hold_seconds: int | None = None  # None: the RESERVATION_TTL_SECONDS default
     sale_starts_at: datetime | None = None
     sale_ends_at: datetime | None = None
+    waiting_room: WaitingRoomRule | None = None  # None: no waiting room
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -12,6 +12,7 @@ What other packages use is exported here. Inside, one module per job:
 - store.py: StockStore, the Redis boundary (one typed method per script, scripts.py, lua/);
 - codec.py: the one codec for the Redis format; keys.py: its keys and channels;
 - values.py, errors.py: the domain's values and errors;
+- waiting_room.py: a product's waiting room (tickets, the draw, admissions);
 - persister.py, reconcile.py, background.py, events.py, audit.py: the change-log
   persister, the repair of drift, the background loops, live events, the invariant audit.
 """
@@ -22,6 +23,7 @@ from reservations.errors import (
     CheckoutInProgress,
     IdempotencyKeyReused,
     LimitPerCustomer,
+    NotAdmitted,
     OutOfStock,
     ProductMissing,
     ReservationError,
@@ -31,6 +33,7 @@ from reservations.errors import (
     ReservationNotFound,
     SaleNotActive,
     ServiceUnavailable,
+    WaitingRoomClosed,
 )
 from reservations.events import (
     CATALOG_CHANNEL,
@@ -43,6 +46,7 @@ from reservations.events import (
 from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine
 from reservations.values import Hold, ReservationId, Sale, StockCounters
+from reservations.waiting_room import Ticket, TicketState
 
 __all__ = [
     "CATALOG_CHANNEL",
@@ -55,6 +59,7 @@ __all__ = [
     "HoldChange",
     "IdempotencyKeyReused",
     "LimitPerCustomer",
+    "NotAdmitted",
     "OutOfStock",
     "ProductMissing",
     "ReservationEngine",
@@ -69,6 +74,9 @@ __all__ = [
     "ServiceUnavailable",
     "StockChange",
     "StockCounters",
+    "Ticket",
+    "TicketState",
+    "WaitingRoomClosed",
     "audit",
     "customer_channel",
     "stock_channel",

@@ -1,7 +1,7 @@
 """The engine's background loops, run in every API process or in a worker (same code):
-expiry, the change-log persister, recovery of abandoned checkouts and of products missing
-from Redis, and a full reconciliation of Redis against MongoDB now and then. Each loop
-survives errors (logged) and stops on cancel."""
+expiry, waiting-room admissions, the change-log persister, recovery of abandoned checkouts
+and of products missing from Redis, and a full reconciliation of Redis against MongoDB now
+and then. Each loop survives errors (logged) and stops on cancel."""
 
 import asyncio
 import contextlib
@@ -20,6 +20,7 @@ from reservations.service import ReservationEngine
 logger = logging.getLogger("flashsale.background")
 
 EXPIRY_TICK_SECONDS = 0.2
+ADMIT_TICK_SECONDS = 0.2
 PERSIST_TICK_SECONDS = 0.1
 RECOVERY_TICK_SECONDS = 5.0
 PRODUCTS_REFRESH_SECONDS = 2.0
@@ -59,6 +60,7 @@ class BackgroundTasks:
         loops: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = [
             ("products", PRODUCTS_REFRESH_SECONDS, self.refresh_products),
             ("expiry", EXPIRY_TICK_SECONDS, lambda: self.engine.expire_due(self.product_ids)),
+            ("waiting room", ADMIT_TICK_SECONDS, lambda: self.engine.admit(self.product_ids)),
             ("persister", PERSIST_TICK_SECONDS, lambda: self.persister.run_once(self.product_ids)),
             ("recovery", RECOVERY_TICK_SECONDS, self._recover),
             ("reconcile", RECONCILE_SECONDS, lambda: self.reconciler.run(self.product_ids)),

@@ -9,15 +9,61 @@ these fields. The Lua scripts read and write the same fields (lua/prelude.lua po
 - The sold record (a hash) counts each sale once: hold id -> "quantity:customer".
 - load.lua and repair.lua take recorded holds as {r, c, q, cr, ex, k} and recorded orders
   as {r, c, q}.
+- A product's waiting-room rules sit in its stock hash beside its other rules: room (1: on),
+  room_open (ms before the start it opens), room_admit (an admission's ms), room_over
+  (oversubscription, percent). A waiting-room ticket is a JSON object in the room's tickets
+  hash: s state (WAITING ADMITTED RESERVED EXPIRED), z place score, j joined ms, a admitted
+  ms, d admission deadline ms, o admission number, u reserved ms.
 """
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
 
 from models import ReservationStatus
 from reservations.values import Hold, RecordedOrder, ReservationId, text, to_datetime, to_ms
+
+
+def room_rules(product: dict[str, Any]) -> list[int]:
+    """The product's waiting-room rules as load.lua and set_rules.lua store them: on (1/0),
+    opens before the start (ms), admission (ms), oversubscription (percent)."""
+    room = product.get("waiting_room") or {}
+    if not room.get("enabled"):
+        return [0, 0, 0, 100]
+    return [
+        1,
+        int(room["opens_before_seconds"]) * 1000,
+        int(room["admission_seconds"]) * 1000,
+        int(room["oversubscription_percent"]),
+    ]
+
+
+@dataclass(frozen=True)
+class TicketRecord:
+    """A waiting-room ticket as Redis keeps it (times in ms; 0: not yet)."""
+
+    state: str
+    score: float
+    joined_ms: int
+    admitted_ms: int
+    deadline_ms: int
+    admission_number: int
+    reserved_ms: int
+
+
+def ticket_from_redis(raw: str) -> TicketRecord:
+    data = json.loads(raw)
+    return TicketRecord(
+        state=data["s"],
+        score=float(data["z"]),
+        joined_ms=int(data["j"]),
+        admitted_ms=int(data.get("a", 0)),
+        deadline_ms=int(data.get("d", 0)),
+        admission_number=int(data.get("o", 0)),
+        reserved_ms=int(data.get("u", 0)),
+    )
 
 
 def hold_from_redis(rid: ReservationId, raw: str) -> Hold:

@@ -17,6 +17,8 @@ class ReservationErrorCode(StrEnum):
     CHECKOUT_IN_PROGRESS = "CHECKOUT_IN_PROGRESS"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    NOT_ADMITTED = "NOT_ADMITTED"
+    WAITING_ROOM_CLOSED = "WAITING_ROOM_CLOSED"
 
 
 class ReservationError(DomainError):
@@ -90,6 +92,25 @@ class IdempotencyKeyReused(ReservationError):
             "for a different request",
             "idempotencyKey",
         )
+
+
+class NotAdmitted(ReservationError):
+    """The product's waiting room is on and the caller holds no valid admission."""
+
+    def __init__(self, position: int | None) -> None:
+        where = f"you are number {position} in the queue" if position else "join it first"
+        super().__init__(
+            ReservationErrorCode.NOT_ADMITTED,
+            f"this sale has a waiting room: {where}, and reserve once admitted",
+        )
+        self.position = position
+
+
+class WaitingRoomClosed(ReservationError):
+    """No joining now: the product has no waiting room, it opens later, or the sale ended."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(ReservationErrorCode.WAITING_ROOM_CLOSED, why, "productId")
 
 
 def not_active(status: ReservationStatus | str) -> ReservationError:

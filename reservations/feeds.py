@@ -14,8 +14,11 @@ from reservations.events import (
     customer_channel,
     stock_channel,
 )
+from reservations.keys import ProductKeys
 from reservations.values import StockCounters
+from reservations.waiting_room import Ticket
 
+TicketRead = Callable[[ObjectId, ObjectId], Awaitable[Ticket | None]]
 Counters = Callable[[Iterable[ObjectId]], Awaitable[dict[ObjectId, StockCounters]]]
 
 
@@ -49,3 +52,28 @@ async def hold_feed(events: EventHub, customer_id: ObjectId) -> AsyncGenerator[H
         while True:
             event = await subscription.queue.get()
             yield HoldChange.from_event(event.data)
+
+
+async def waiting_room_feed(
+    events: EventHub, read: TicketRead, customer_id: ObjectId, product_id: ObjectId
+) -> AsyncGenerator[Ticket | None, None]:
+    """The customer's ticket in the product's waiting room: first as it is now (None: not
+    joined), then again whenever the customer joins, the room moves (admissions, lapses,
+    the start, sold out) or the customer's holds change (a reserve uses the admission),
+    when it differs from the last one sent. Read after subscribing, so no move falls in
+    between."""
+    keys = ProductKeys(product_id)
+    channels = [
+        keys.room_events,
+        keys.room_ticket_events(customer_id),
+        customer_channel(customer_id),
+    ]
+    async with events.subscribe(channels) as subscription:
+        last = await read(customer_id, product_id)
+        yield last
+        while True:
+            await subscription.queue.get()
+            ticket = await read(customer_id, product_id)
+            if ticket != last:
+                last = ticket
+                yield ticket

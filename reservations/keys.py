@@ -50,6 +50,36 @@ class ProductKeys:
         """Pub/sub channel of stock changes (not a key; named alike for readability)."""
         return f"{self._tag}:events"
 
+    @property
+    def room(self) -> str:
+        """The waiting room's counters: seq joined admits lapsed first burst started soldout."""
+        return f"{self._tag}:room"
+
+    @property
+    def room_tickets(self) -> str:
+        """The waiting room's tickets: customer id -> json (see lua/room_join.lua)."""
+        return f"{self._tag}:room:tickets"
+
+    @property
+    def room_queue(self) -> str:
+        """Who waits, by place: customer id -> score (a random draw in [0, 1) for those who
+        joined before the start, 1 + arrival number after it)."""
+        return f"{self._tag}:room:queue"
+
+    @property
+    def room_admitted(self) -> str:
+        """Admissions not used yet: customer id -> deadline ms."""
+        return f"{self._tag}:room:admitted"
+
+    @property
+    def room_events(self) -> str:
+        """Pub/sub channel of the waiting room's moves (not a key)."""
+        return f"{self._tag}:room:events"
+
+    def room_ticket_events(self, customer_id: ObjectId) -> str:
+        """Pub/sub channel of one customer's ticket in this room (not a key): its joins."""
+        return f"{self._tag}:room:events:{customer_id}"
+
     def idempotency(self, customer_id: ObjectId, key: str) -> str:
         return f"{self._tag}:idem:{customer_id}:{key}"
 

@@ -1,6 +1,7 @@
 """The Lua scripts, one file per transition, each registered once with the shared prelude
 (`lua/prelude.lua`) in front, and run by SHA (EVALSHA, with redis-py reloading a script the
-server forgot). Only reservations/store.py calls them."""
+server forgot). Only reservations/store.py calls them (and
+the waiting room's, reservations/waiting_room.py, through it)."""
 
 import asyncio
 from importlib import resources
@@ -22,6 +23,9 @@ NAMES = (
     "lower_total",
     "forget",
     "repair",
+    "room_join",
+    "room_admit",
+    "room_view",
 )
 
 

@@ -23,6 +23,7 @@ from reservations.errors import (
     CheckoutInProgress,
     IdempotencyKeyReused,
     LimitPerCustomer,
+    NotAdmitted,
     OutOfStock,
     ProductMissing,
     ReservationExpired,
@@ -46,6 +47,7 @@ from reservations.values import (
     to_datetime,
     unguessable_id,
 )
+from reservations.waiting_room import Draw, Ticket, WaitingRoom
 from telemetry import HOLDS_EXPIRED, RESERVATIONS
 
 QUANTITY_MAX = 1_000
@@ -62,6 +64,7 @@ class ReservationEngine:
         *,
         default_hold_seconds: int,
         clock: Clock = system_clock,
+        draw: Draw | None = None,
     ) -> None:
         self.redis = redis
         self.store = StockStore(redis)
@@ -74,6 +77,7 @@ class ReservationEngine:
         )
         self.reads = Reads(self.store, self.ledger, self.loader, database)
         self.checkouts = CheckoutSaga(self.store, self.ledger, self.reads, clock)
+        self.room = WaitingRoom(self.store, self.loader, clock, draw)
 
     # -- loading and counters -------------------------------------------------------------
 
@@ -137,8 +141,10 @@ class ReservationEngine:
         limit, stock and idempotency are decided in one script. The same idempotency key
         (per customer and product, remembered for IDEMPOTENCY_TTL_SECONDS) returns the first
         hold and changes nothing; the same key with another quantity is
-        IdempotencyKeyReused. Raises SaleNotActive, LimitPerCustomer, OutOfStock,
-        ProductMissing, InvalidInput, ServiceUnavailable."""
+        IdempotencyKeyReused. With the product's waiting room on, the customer needs a valid
+        admission, which the hold uses up in the same step (else NotAdmitted). Raises
+        SaleNotActive, NotAdmitted, LimitPerCustomer, OutOfStock, ProductMissing,
+        InvalidInput, ServiceUnavailable."""
         with counted(RESERVATIONS, "RESERVED"):
             if not 1 <= quantity <= QUANTITY_MAX:
                 raise InvalidInput("quantity", f"must be between 1 and {QUANTITY_MAX}")
@@ -182,6 +188,8 @@ class ReservationEngine:
                 raise LimitPerCustomer(outcome.limit, outcome.already)
             if outcome.kind == "OUT_OF_STOCK":
                 raise OutOfStock(outcome.available)
+            if outcome.kind == "NOT_ADMITTED":
+                raise NotAdmitted(outcome.position or None)
             raise ProductMissing(product_id)
 
     async def get(self, rid: ReservationId) -> Hold | None:
@@ -239,6 +247,23 @@ class ReservationEngine:
     async def customer_sales(self, customer_id: ObjectId, limit: int) -> list[Sale]:
         """The customer's orders, newest first, in two queries."""
         return await self.reads.customer_sales(customer_id, limit)
+
+    # -- the waiting room (reservations/waiting_room.py) ----------------------------------
+
+    async def join_waiting_room(self, customer_id: ObjectId, product_id: ObjectId) -> Ticket:
+        """The customer's ticket in the product's waiting room: see WaitingRoom.join."""
+        return await self.room.join(customer_id, product_id)
+
+    async def waiting_room_ticket(
+        self, customer_id: ObjectId, product_id: ObjectId
+    ) -> Ticket | None:
+        """The customer's ticket as it is now (None: not joined)."""
+        return await self.room.ticket(customer_id, product_id)
+
+    async def admit(self, product_ids: Iterable[ObjectId], now: int | None = None) -> int:
+        """One admission step of every product's waiting room (one atomic script each; safe
+        from many processes at once). Returns how many shoppers were admitted."""
+        return await self.room.admit(list(product_ids), now)
 
     # -- background work -----------------------------------------------------------------
 

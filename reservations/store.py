@@ -21,6 +21,7 @@ from reservations.codec import (
     hold_from_redis,
     recorded_hold,
     recorded_order,
+    room_rules,
     sold_quantity,
 )
 from reservations.errors import ServiceUnavailable
@@ -32,7 +33,13 @@ logger = logging.getLogger("flashsale.reservations")
 
 
 ReserveKind = Literal[
-    "OK", "EXISTING", "NOT_LOADED", "SALE_NOT_ACTIVE", "LIMIT_PER_CUSTOMER", "OUT_OF_STOCK"
+    "OK",
+    "EXISTING",
+    "NOT_LOADED",
+    "SALE_NOT_ACTIVE",
+    "LIMIT_PER_CUSTOMER",
+    "OUT_OF_STOCK",
+    "NOT_ADMITTED",
 ]
 ClaimKind = Literal["OK", "IN_PROGRESS", "NOT_FOUND", "NOT_ACTIVE", "EXPIRED"]
 ReleaseKind = Literal["OK", "NOT_FOUND", "NOT_ACTIVE", "CLAIMED", "EXPIRED"]
@@ -51,6 +58,7 @@ class ReserveOutcome:
     existing: ObjectId | None = None
     limit: int = 0
     already: int = 0
+    position: int = 0  # NOT_ADMITTED: the place in the waiting room's queue (0: none)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,15 @@ class StockStore:
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         return await self._call(self._scripts.run(name, keys, args), f"script {name}")
 
+    async def run_script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """For the engine's other Redis boundary, the waiting room's: its scripts' replies,
+        with this store's outage handling."""
+        return await self._run(name, keys, args)
+
+    async def run_script_many(self, name: str, calls: list[tuple[list[str], list[Any]]]) -> Any:
+        """`run_script` once per (keys, args), in one round trip where the client can."""
+        return await self._call(self._scripts.run_many(name, calls), f"script {name}")
+
     async def _call(self, command: Awaitable[Any], what: str = "read") -> Any:
         """The command's reply; Redis out of reach raised as ServiceUnavailable."""
         try:
@@ -121,6 +138,9 @@ class StockStore:
                 keys.customers,
                 keys.idempotency(customer_id, idempotency_key or "-"),
                 keys.log,
+                keys.room_tickets,
+                keys.room_admitted,
+                keys.room_queue,
             ],
             [
                 str(rid.hold_id),
@@ -141,6 +161,8 @@ class StockStore:
             return ReserveOutcome(kind, limit=int(reply[1]), already=int(reply[2]))
         if kind == "OUT_OF_STOCK":
             return ReserveOutcome(kind, available=int(reply[1]))
+        if kind == "NOT_ADMITTED":
+            return ReserveOutcome(kind, position=int(reply[1]))
         return ReserveOutcome(kind)
 
     async def release(
@@ -242,6 +264,7 @@ class StockStore:
                 json.dumps([recorded_hold(hold) for hold in active]),
                 json.dumps([recorded_order(order) for order in orders]),
                 product.get("version", 0),
+                *room_rules(product),
             ],
         )
         return bool(int(reply))
@@ -263,6 +286,7 @@ class StockStore:
                 now,
                 product.get("version", 0),
                 "force" if force else "",
+                *room_rules(product),
             ],
         )
         return cast(SetRulesKind, text(reply[0]))

@@ -19,7 +19,10 @@ from graphql_api.problems import PayloadErrors
 
 def _given(update: ProductUpdateInput) -> dict[str, Any]:
     """The fields the client sent (null included, omitted left out)."""
-    return {name: value for name, value in vars(update).items() if value is not strawberry.UNSET}
+    given = {name: value for name, value in vars(update).items() if value is not strawberry.UNSET}
+    if given.get("waiting_room") is not None:
+        given["waiting_room"] = given["waiting_room"].to_rule()
+    return given
 
 
 @strawberry.type
@@ -41,6 +44,7 @@ class CatalogMutations:
             hold_seconds=input.hold_seconds,
             sale_starts_at=input.sale_starts_at,
             sale_ends_at=input.sale_ends_at,
+            waiting_room=input.waiting_room.to_rule() if input.waiting_room else None,
         )
         product = await info.context.services.catalog.create(draft)
         return ProductPayload(product=(await with_counters(info, [product]))[0])

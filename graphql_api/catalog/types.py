@@ -1,17 +1,65 @@
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 
 import strawberry
 from strawberry.types import Info
 
 from catalog.service import price_of
+from catalog.validation import waiting_room_rule
 from graphql_api.common import Money, PageInfo
 from graphql_api.context import Context
 from graphql_api.problems import Problem
 from models import Product as ProductDocument
+from models import WaitingRoomRule
 from models.common import utcnow
 from reservations import ReservationEngine, StockCounters
 from reservations.errors import ServiceUnavailable
+
+
+@strawberry.type(
+    description="A product's waiting room: shoppers join ahead of the start, get a random "
+    "place if they joined before it (arrival order after), and may reserve once admitted."
+)
+class WaitingRoomSettings:
+    enabled: bool
+    opens_before_seconds: int = strawberry.field(
+        description="How long before the sale's start shoppers may join."
+    )
+    admission_seconds: int = strawberry.field(
+        description="How long an admission lasts: reserve within it."
+    )
+    oversubscription: float = strawberry.field(
+        description="Shoppers admitted and not yet reserved, per unit available (1.5: up "
+        "to 15 for 10 units)."
+    )
+
+    @classmethod
+    def from_rule(cls, rule: WaitingRoomRule) -> "WaitingRoomSettings":
+        return cls(
+            enabled=rule.enabled,
+            opens_before_seconds=rule.opens_before_seconds,
+            admission_seconds=rule.admission_seconds,
+            oversubscription=rule.oversubscription_percent / 100,
+        )
+
+
+@strawberry.input(description="A product's waiting room (see WaitingRoomSettings).")
+class WaitingRoomInput:
+    enabled: bool = True
+    opens_before_seconds: int = strawberry.field(default=3600, description="0 to 604800.")
+    admission_seconds: int = strawberry.field(default=90, description="5 to 3600.")
+    oversubscription: float = strawberry.field(
+        default=1.0, description="1 to 10, at most two decimals."
+    )
+
+    def to_rule(self) -> WaitingRoomRule:
+        return waiting_room_rule(
+            enabled=self.enabled,
+            opens_before_seconds=self.opens_before_seconds,
+            admission_seconds=self.admission_seconds,
+            oversubscription=Decimal(str(self.oversubscription)),
+        )
 
 
 @strawberry.type(description="A product on sale. Money is exact: a decimal string.")
@@ -32,6 +80,9 @@ class Product:
     on_sale: bool = strawberry.field(description="Whether the sale window is open now.")
     hold_seconds: int = strawberry.field(
         description="How long a reservation of this product is held, in seconds."
+    )
+    waiting_room: WaitingRoomSettings | None = strawberry.field(
+        default=None, description="null: no waiting room (reserve is first come)."
     )
 
     @classmethod
@@ -57,6 +108,9 @@ class Product:
             available=live.available,
             on_sale=product.on_sale(utcnow()),
             hold_seconds=hold_seconds,
+            waiting_room=WaitingRoomSettings.from_rule(product.waiting_room)
+            if product.waiting_room is not None and product.waiting_room.enabled
+            else None,
         )
 
 
@@ -118,6 +172,9 @@ class ProductInput:
     )
     sale_starts_at: datetime | None = None
     sale_ends_at: datetime | None = None
+    waiting_room: WaitingRoomInput | None = strawberry.field(
+        default=None, description="Default none: reserve is first come."
+    )
 
 
 @strawberry.input(description="Fields to change; omitted fields stay as they are.")
@@ -135,6 +192,9 @@ class ProductUpdateInput:
     )
     sale_ends_at: datetime | None = strawberry.field(
         default=strawberry.UNSET, description="null: no end."
+    )
+    waiting_room: WaitingRoomInput | None = strawberry.field(
+        default=strawberry.UNSET, description="null: no waiting room."
     )
 
 

@@ -4,7 +4,8 @@
 -- KEYS: 1 stock, 2 holds, 3 expiry, 4 customers, 5 sold
 -- ARGV: 1 total, 2 limit, 3 starts ms (-1: none), 4 ends ms (-1: none), 5 hold ms,
 --       6 json list of active holds {r, c, q, cr, ex, k}, 7 json list of orders {r, c, q},
---       8 product version
+--       8 product version, 9-12 waiting room: on (1/0), opens before the start ms,
+--       admission ms, oversubscription percent
 -- Returns: 1 if loaded, 0 if the product was already there
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local reserved, sold = 0, 0
@@ -24,5 +25,6 @@ for _, o in ipairs(cjson.decode(ARGV[7])) do
 end
 redis.call('HSET', KEYS[1], 'total', ARGV[1], 'sold', sold, 'reserved', reserved,
   'limit', ARGV[2], 'starts', ARGV[3], 'ends', ARGV[4], 'hold', ARGV[5], 'version', ARGV[8],
-  'format', 2)
+  'format', 2, 'room', ARGV[9], 'room_open', ARGV[10], 'room_admit', ARGV[11],
+  'room_over', ARGV[12])
 return 1
