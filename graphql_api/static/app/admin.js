@@ -4,7 +4,7 @@ import { $, clearMessage, liveCounters, say } from "./page.js";
 import { bars, columns } from "./charts.js";
 import { Live, describe, el, formatMoney, formatTime, gql, settled, useCurrency } from "./graphql.js";
 
-const PRODUCT = "id name price totalStock available reserved sold";
+const PRODUCT = "id name price totalStock available reserved sold waitingRoom { admissionSeconds oversubscription }";
 const PAGE = 50;
 const REFRESH_AFTER_MS = 1500; // gathers a burst of sales into one salesStats call
 
@@ -220,6 +220,15 @@ async function createProduct(event) {
     holdSeconds: optionalNumber(values.holdSeconds),
     saleStartsAt: optionalTime(values.saleStartsAt),
     saleEndsAt: optionalTime(values.saleEndsAt),
+    waitingRoom:
+      values.waitingRoom === "on"
+        ? {
+            enabled: true,
+            opensBeforeSeconds: Number(values.opensBeforeMinutes) * 60,
+            admissionSeconds: Number(values.admissionSeconds),
+            oversubscription: Number(values.oversubscription),
+          }
+        : null,
   };
   try {
     const data = await gql(
@@ -228,7 +237,10 @@ async function createProduct(event) {
     );
     const { product } = settled(data.createProduct);
     showProducts([product], { append: true, first: true });
-    say(`Created ${product.name} with ${product.totalStock} units. It is in the store now.`, "success");
+    const room = product.waitingRoom
+      ? `, behind a waiting room (turns of ${product.waitingRoom.admissionSeconds} s, ${product.waitingRoom.oversubscription} admitted per unit free)`
+      : "";
+    say(`Created ${product.name} with ${product.totalStock} units${room}. It is in the store now.`, "success");
     form.reset();
   } catch (error) {
     failed(error);

@@ -1,6 +1,7 @@
 // The storefront: products with live stock, holds with a countdown, checkout, history.
 import { currentUser, mountAuth } from "./auth.js";
 import { $, clearMessage, liveCounters, say } from "./page.js";
+import { RoomPanel } from "./room.js";
 import {
   Live,
   describe,
@@ -16,7 +17,7 @@ import {
   useCurrency,
 } from "./graphql.js";
 
-const PRODUCT = "id name description price available reserved sold maxPerCustomer holdSeconds saleStartsAt saleEndsAt";
+const PRODUCT = "id name description price available reserved sold maxPerCustomer holdSeconds saleStartsAt saleEndsAt waitingRoom { opensBeforeSeconds admissionSeconds }";
 const HOLD = "id productId quantity status createdAt expiresAt endedAt product { name }";
 const ORDER = "id reservationId productId quantity total createdAt product { name }";
 const PAGE = 24;
@@ -79,6 +80,11 @@ function card(product) {
     parts.limit,
     el("p", { class: "hint" }, `Up to ${product.maxPerCustomer} per customer · held ${formatDuration(product.holdSeconds)}`),
   );
+  if (product.waitingRoom) {
+    parts.room = new RoomPanel(product, { live, failed, onChange: () => paint(state.products.get(product.id)) });
+    form.before(parts.room.node);
+    parts.room.follow(state.user);
+  }
   cards.set(product.id, parts);
   return parts.node;
 }
@@ -101,8 +107,10 @@ function paint(product) {
     ? `You hold or bought ${mine} of the ${product.maxPerCustomer} one customer may have.`
     : "";
   parts.quantity.max = String(Math.max(1, allowed));
-  parts.button.disabled = !state.user || limited || !sale.open || parts.busy === true;
-  parts.button.textContent = !state.user ? "Sign in to reserve" : limited ? "Limit reached" : "Reserve";
+  parts.room?.paint();
+  const waiting = parts.room !== undefined && !parts.room.admitted; // the room decides whose turn it is
+  parts.button.disabled = !state.user || limited || !sale.open || waiting || parts.busy === true;
+  parts.button.textContent = !state.user ? "Sign in to reserve" : limited ? "Limit reached" : waiting && sale.open ? "Wait for your turn" : "Reserve";
 }
 
 /** The units of `product` the server counts against the per-customer limit: held now or
@@ -408,6 +416,7 @@ function watchHolds() {
 async function signedInAs(user) {
   state.user = user;
   connectedBefore = false; // this reconnection is ours, not a lost connection
+  for (const parts of cards.values()) parts.room?.follow(user); // this shopper's tickets
   live.restart(); // the token goes in connection_init
   watchHolds();
   try {
