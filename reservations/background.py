@@ -1,7 +1,7 @@
 """The engine's background loops, run in every API process or in a worker (same code):
-expiry, waiting-room admissions, the change-log persister, recovery of abandoned checkouts
-and of products missing from Redis, and a full reconciliation of Redis against MongoDB now
-and then. Each loop survives errors (logged) and stops on cancel."""
+expiry, waiting-room admissions and their record, the change-log persister, recovery of
+abandoned checkouts and of products missing from Redis, and a full reconciliation of Redis
+against MongoDB now and then. Each loop survives errors (logged) and stops on cancel."""
 
 import asyncio
 import contextlib
@@ -15,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from reservations.persister import ChangeLogPersister
 from reservations.reconcile import RECONCILE_SECONDS, Reconciler
+from reservations.room_recorder import RoomRecorder
 from reservations.service import ReservationEngine
 
 logger = logging.getLogger("flashsale.background")
@@ -22,6 +23,7 @@ logger = logging.getLogger("flashsale.background")
 EXPIRY_TICK_SECONDS = 0.2
 ADMIT_TICK_SECONDS = 0.2
 PERSIST_TICK_SECONDS = 0.1
+ROOM_RECORD_TICK_SECONDS = 0.5
 RECOVERY_TICK_SECONDS = 5.0
 PRODUCTS_REFRESH_SECONDS = 2.0
 FINAL_FLUSH_SECONDS = 5.0
@@ -43,6 +45,7 @@ class BackgroundTasks:
         self.engine = engine
         self.persister = persister
         self.reconciler = Reconciler(engine, persister)
+        self.room_recorder = RoomRecorder(engine.redis, database)
         self._products = database["products"]
         self.product_ids: list[ObjectId] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -62,6 +65,11 @@ class BackgroundTasks:
             ("expiry", EXPIRY_TICK_SECONDS, lambda: self.engine.expire_due(self.product_ids)),
             ("waiting room", ADMIT_TICK_SECONDS, lambda: self.engine.admit(self.product_ids)),
             ("persister", PERSIST_TICK_SECONDS, lambda: self.persister.run_once(self.product_ids)),
+            (
+                "room recorder",
+                ROOM_RECORD_TICK_SECONDS,
+                lambda: self.room_recorder.run_once(self.product_ids),
+            ),
             ("recovery", RECOVERY_TICK_SECONDS, self._recover),
             ("reconcile", RECONCILE_SECONDS, lambda: self.reconciler.run(self.product_ids)),
         ]

@@ -13,7 +13,10 @@ these fields. The Lua scripts read and write the same fields (lua/prelude.lua po
   room_open (ms before the start it opens), room_admit (an admission's ms), room_over
   (oversubscription, percent). A waiting-room ticket is a JSON object in the room's tickets
   hash: s state (WAITING ADMITTED RESERVED EXPIRED), z place score, j joined ms, a admitted
-  ms, d admission deadline ms, o admission number, u reserved ms.
+  ms, d admission deadline ms, o admission number, u reserved ms, r the hold it reserved.
+  The room's change log (a stream) tells each ticket's steps: e JOINED ADMITTED LAPSED
+  RESERVED, c customer, j the ticket's join ms, at when, w the wait (ms, ADMITTED), r the
+  hold (RESERVED; "" otherwise).
 """
 
 import json

@@ -72,6 +72,11 @@ class ProductKeys:
         return f"{self._tag}:room:admitted"
 
     @property
+    def room_log(self) -> str:
+        """The waiting room's change log (a stream, read by reservations/room_recorder.py)."""
+        return f"{self._tag}:room:log"
+
+    @property
     def room_events(self) -> str:
         """Pub/sub channel of the waiting room's moves (not a key)."""
         return f"{self._tag}:room:events"

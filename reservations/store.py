@@ -141,6 +141,7 @@ class StockStore:
                 keys.room_tickets,
                 keys.room_admitted,
                 keys.room_queue,
+                keys.room_log,
             ],
             [
                 str(rid.hold_id),

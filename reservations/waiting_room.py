@@ -90,7 +90,14 @@ class AdmitStep:
 
 
 def _room_keys(keys: ProductKeys) -> list[str]:
-    return [keys.stock, keys.room, keys.room_tickets, keys.room_queue, keys.room_admitted]
+    return [
+        keys.stock,
+        keys.room,
+        keys.room_tickets,
+        keys.room_queue,
+        keys.room_admitted,
+        keys.room_log,
+    ]
 
 
 class WaitingRoom:

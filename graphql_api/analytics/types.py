@@ -1,10 +1,13 @@
 from datetime import date, datetime
 
 import strawberry
+from strawberry.types import Info
 
 from analytics import sales
+from analytics.waiting_room import room_funnel
 from catalog.validation import cents_to_price
 from graphql_api.common import Money
+from graphql_api.context import Context
 
 
 def _money(cents: int | float) -> Money:
@@ -45,6 +48,19 @@ class ReservationFunnel:
     conversion_rate: float = strawberry.field(description="completed / created; 0 if none.")
 
 
+@strawberry.type(description="The waiting rooms' tickets that joined in the range.")
+class WaitingRoomFunnel:
+    joined: int
+    admitted: int
+    reserved: int = strawberry.field(description="Admitted, and reserved with their turn.")
+    bought: int = strawberry.field(description="Reserved with their turn, then checked out.")
+    abandoned: int = strawberry.field(description="Admitted, and let the turn lapse.")
+    median_wait_seconds: float | None = strawberry.field(
+        description="From joining (or the start, for those who joined before it) to the "
+        "turn; null if nobody was admitted."
+    )
+
+
 @strawberry.type
 class SalesStats:
     from_: datetime = strawberry.field(name="from")
@@ -55,6 +71,18 @@ class SalesStats:
         description="Every UTC day the range touches, zeros included."
     )
     funnel: ReservationFunnel
+
+    @strawberry.field(description="The waiting rooms' funnel (products with a room).")
+    async def waiting_room(self, info: Info[Context, None]) -> WaitingRoomFunnel:
+        funnel = await room_funnel(info.context.services.database, self.from_, self.to)
+        return WaitingRoomFunnel(
+            joined=funnel.joined,
+            admitted=funnel.admitted,
+            reserved=funnel.reserved,
+            bought=funnel.bought,
+            abandoned=funnel.abandoned,
+            median_wait_seconds=funnel.median_wait_seconds,
+        )
 
     @classmethod
     def from_stats(cls, stats: sales.SalesStats) -> "SalesStats":

@@ -28,6 +28,14 @@ local function log_hold(log_key, status, rid, h, at)
     'cr', h.cr, 'ex', h.ex, 'k', h.k, 'at', at)
 end
 
+-- Append a waiting-room ticket's step to the room's change log (read by the room
+-- recorder): e JOINED ADMITTED LAPSED RESERVED, c customer, j the ticket's join ms (which
+-- names the ticket), at, w the wait in ms (ADMITTED), r the hold (RESERVED).
+local function log_ticket(log_key, step, cid, t, at, wait)
+  redis.call('XADD', log_key, '*', 'e', step, 'c', cid, 'j', t.j, 'at', at,
+    'w', wait or 0, 'r', t.r or '')
+end
+
 -- One customer's units held or bought, moved by `delta`; the field goes at zero.
 local function count_customer(customers_key, cid, delta)
   local left = redis.call('HINCRBY', customers_key, cid, delta)

@@ -1,7 +1,8 @@
 -- Reserve `qty` units of one product for one customer: the whole decision and change.
 -- KEYS: 1 stock (hash), 2 holds (hash rid -> json), 3 expiry (zset rid -> deadline ms),
 --       4 customers (hash cid -> units held or bought), 5 idempotency (string), 6 log (stream),
---       7 waiting-room tickets (hash), 8 its unused admissions (zset), 9 its queue (zset)
+--       7 waiting-room tickets (hash), 8 its unused admissions (zset), 9 its queue (zset),
+--       10 its change log (stream)
 -- ARGV: 1 rid, 2 customer id, 3 qty, 4 now ms, 5 idempotency key ("" for none),
 --       6 events channel, 7 idempotency ttl seconds
 -- Returns: {"OK", rid, expires_ms, available} | {"EXISTING", rid} | {"NOT_LOADED"}
@@ -41,9 +42,10 @@ local available = total - sold - reserved
 if qty > available then return {'OUT_OF_STOCK', available} end
 
 if ticket then
-  ticket.s, ticket.u = 'RESERVED', now
+  ticket.s, ticket.u, ticket.r = 'RESERVED', now, rid
   redis.call('HSET', KEYS[7], cid, cjson.encode(ticket))
   redis.call('ZREM', KEYS[8], cid)
+  log_ticket(KEYS[10], 'RESERVED', cid, ticket, now)
 end
 local h = {c = cid, q = qty, s = 'ACTIVE', cr = now, ex = now + hold, k = key}
 redis.call('HINCRBY', KEYS[1], 'reserved', qty)

@@ -3,7 +3,7 @@
 -- they have not used. When the stock is gone for good (nothing available, nothing held,
 -- or the sale has ended), the room is marked sold out and admits no one; a restock undoes
 -- that. Safe to run from many processes at once: each run is one atomic step.
--- KEYS: 1 stock, 2 room (hash), 3 tickets, 4 queue, 5 admitted
+-- KEYS: 1 stock, 2 room (hash), 3 tickets, 4 queue, 5 admitted, 6 the room's change log
 -- ARGV: 1 now ms, 2 batch (most admissions and lapses in one step), 3 room channel
 -- Returns: {kind, admitted now, lapsed now, admissions unused, available}
 --          kind: "OK" | "OFF" | "NOT_LOADED" | "NOT_STARTED" | "SOLD_OUT"
@@ -27,6 +27,7 @@ for _, cid in ipairs(lapsed) do
     if t.s == 'ADMITTED' then
       t.s = 'EXPIRED'
       redis.call('HSET', KEYS[3], cid, cjson.encode(t))
+      log_ticket(KEYS[6], 'LAPSED', cid, t, now)
     end
   end
 end
@@ -54,6 +55,8 @@ else
       t.o = redis.call('HINCRBY', KEYS[2], 'admits', 1)
       redis.call('HSET', KEYS[3], cid, cjson.encode(t))
       redis.call('ZADD', KEYS[5], deadline, cid)
+      -- The wait counts from the start for those who joined before it.
+      log_ticket(KEYS[6], 'ADMITTED', cid, t, now, now - math.max(t.j, starts))
       admitted = admitted + 1
     end
     if admitted > 0 then

@@ -5,7 +5,7 @@
 -- follow arrival: 1 + an arrival number, after every draw. A ticket whose admission lapsed
 -- or was used may join again, at the back.
 -- KEYS: 1 stock, 2 room (hash), 3 tickets (hash cid -> json), 4 queue (zset cid -> score),
---       5 admitted (zset cid -> deadline ms)
+--       5 admitted (zset cid -> deadline ms), 6 the room's change log (stream)
 -- ARGV: 1 customer id, 2 now ms, 3 draw: a uniform number in [0, 1), as a decimal string,
 --       4 the customer's ticket channel
 -- Returns: {"OK", ticket json} (a new ticket) | {"EXISTING", ticket json} | {"NOT_LOADED"}
@@ -40,4 +40,5 @@ local encoded = cjson.encode(t)
 redis.call('HSET', KEYS[3], cid, encoded)
 redis.call('ZADD', KEYS[4], score, cid)
 redis.call('PUBLISH', ARGV[4], encoded)
+log_ticket(KEYS[6], 'JOINED', cid, t, now)
 return {'OK', encoded}

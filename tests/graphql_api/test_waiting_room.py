@@ -1,7 +1,9 @@
 """The waiting room through the GraphQL endpoint: the admin setting, joining, the ticket,
 reserve's NOT_ADMITTED, and the live feed across two real server processes."""
 
+import json
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +13,9 @@ from bson import ObjectId
 
 from catalog.validation import ProductDraft, waiting_room_rule
 from models import Product
+from models.common import utcnow
 from reservations.keys import ProductKeys
+from reservations.room_recorder import RoomRecorder
 from services import Services
 from tests.conftest import GraphQL, error_codes, signed_in
 from tests.polling import eventually
@@ -168,3 +172,68 @@ async def test_the_live_ticket_follows_admissions_made_by_another_process(
             seen.append((await live.next_data())["waitingRoom"])
         assert {"state": "WAITING", "position": 1} in seen
         assert seen[-1] == {"state": "ADMITTED", "position": None}
+
+    # She uses her turn (so no lapse comes later), and the servers record the tickets in
+    # MongoDB on their own ticks: let them finish, so that nothing of this test lands after
+    # the next one cleaned the database.
+    async with httpx.AsyncClient(timeout=30) as http:
+        answer = await http.post(
+            f"{shop.url}/graphql",
+            json={"query": RESERVE, "variables": {"p": product}},
+            headers={"Authorization": f"Bearer {second[1]}"},
+        )
+        # [] unless a stall let her 5 s pass first: then the room ends her turn instead.
+        assert answer.json()["data"]["reserve"]["errors"] in (
+            [],
+            [{"code": "NOT_ADMITTED", "position": None}],
+        )
+    log = ProductKeys(ObjectId(product)).room_log
+
+    tickets = ProductKeys(ObjectId(product)).room_tickets
+
+    async def recorded() -> bool:
+        ticket = json.loads(await services.redis.hget(tickets, str(second[0])) or "{}")
+        return ticket.get("s") in ("RESERVED", "EXPIRED") and await services.redis.xlen(log) == 0
+
+    await eventually(recorded, within=10, every=0.1, failure=lambda: "the room log stayed")
+
+
+STATS = """query S($f: DateTime!, $t: DateTime!) { salesStats(from: $f, to: $t) {
+  waitingRoom { joined admitted reserved bought abandoned medianWaitSeconds } } }"""
+
+
+async def test_sales_stats_count_the_room_funnel(
+    gql: GraphQL, services: Services, admin_token: str
+) -> None:
+    product = await room_product(services, total_stock=1)
+    (_, ann), (_, bob) = await signed_in(services), await signed_in(services)
+    for token in (ann, bob):
+        await gql(JOIN, {"p": product}, token=token)
+    await services.engine.admit([ObjectId(product)])  # or the servers' loops, if running
+    held = await gql(RESERVE, {"p": product}, token=ann)
+    assert held["data"]["reserve"]["errors"] == []
+    # Recorded by this recorder, or by the servers' own if this module started them.
+    await RoomRecorder(services.redis, services.database, consumer="test").run_once(
+        [ObjectId(product)]
+    )
+    now = utcnow()
+    window = {
+        "f": (now - timedelta(hours=1)).isoformat(),
+        "t": (now + timedelta(hours=1)).isoformat(),
+    }
+    funnel: dict[str, Any] = {}
+
+    async def counted() -> bool:
+        nonlocal funnel
+        funnel = (await gql(STATS, window, token=admin_token))["data"]["salesStats"]["waitingRoom"]
+        return bool(funnel["reserved"] == 1)
+
+    await eventually(counted, within=10, every=0.1, failure=lambda: f"not recorded: {funnel}")
+    assert funnel == {
+        "joined": 2,
+        "admitted": 1,
+        "reserved": 1,
+        "bought": 0,
+        "abandoned": 0,
+        "medianWaitSeconds": pytest.approx(0, abs=1),
+    }

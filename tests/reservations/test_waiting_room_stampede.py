@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from bson import ObjectId
 
+from analytics.waiting_room import RoomFunnel, room_funnel
 from catalog.validation import ProductDraft, waiting_room_rule
 from models import Order, Role, User
 from models.common import utcnow
@@ -231,3 +232,18 @@ async def test_two_thousand_shoppers_wait_their_turn_for_a_hundred_units(
     assert report.ok, report.problems
     buyers = await Order.get_pymongo_collection().distinct("customer_id")
     assert len(buyers) == await Order.count() == UNITS
+
+    # The servers' room recorders kept every ticket in MongoDB: the funnel adds up.
+    funnel: RoomFunnel | None = None
+    day = timedelta(days=1)
+
+    async def recorded() -> bool:
+        nonlocal funnel
+        funnel = await room_funnel(services.database, utcnow() - day, utcnow() + day)
+        return funnel.admitted == len(admitted) and funnel.reserved == reserved
+
+    reserved = sum(1 for t in tickets.values() if t["s"] == "RESERVED")
+    await eventually(recorded, within=30, every=0.2, failure=lambda: f"not recorded: {funnel}")
+    assert funnel is not None
+    assert (funnel.joined, funnel.bought) == (SHOPPERS + LATE, UNITS)
+    assert funnel.abandoned == outcomes["LET_LAPSE"] + outcomes["RESERVE:NOT_ADMITTED"]
