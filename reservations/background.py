@@ -48,13 +48,22 @@ class BackgroundTasks:
         self.room_recorder = RoomRecorder(engine.redis, database)
         self._products = database["products"]
         self.product_ids: list[ObjectId] = []
+        self.room_product_ids: list[ObjectId] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._last_ok: dict[str, float] = {}
         self._periods: dict[str, float] = {}
         self._stopping = False
 
     async def refresh_products(self) -> list[ObjectId]:
-        self.product_ids = [doc["_id"] async for doc in self._products.find({}, {"_id": 1})]
+        """Every product's id, and apart those that have (or had) a waiting room: only
+        their rooms are stepped and recorded, so a catalog without rooms costs the room
+        loops nothing."""
+        product_ids, room_product_ids = [], []
+        async for doc in self._products.find({}, {"_id": 1, "waiting_room": 1}):
+            product_ids.append(doc["_id"])
+            if doc.get("waiting_room") is not None:
+                room_product_ids.append(doc["_id"])
+        self.product_ids, self.room_product_ids = product_ids, room_product_ids
         return self.product_ids
 
     async def start(self) -> None:
@@ -63,12 +72,12 @@ class BackgroundTasks:
         loops: list[tuple[str, float, Callable[[], Awaitable[Any]]]] = [
             ("products", PRODUCTS_REFRESH_SECONDS, self.refresh_products),
             ("expiry", EXPIRY_TICK_SECONDS, lambda: self.engine.expire_due(self.product_ids)),
-            ("waiting room", ADMIT_TICK_SECONDS, lambda: self.engine.admit(self.product_ids)),
+            ("waiting room", ADMIT_TICK_SECONDS, lambda: self.engine.admit(self.room_product_ids)),
             ("persister", PERSIST_TICK_SECONDS, lambda: self.persister.run_once(self.product_ids)),
             (
                 "room recorder",
                 ROOM_RECORD_TICK_SECONDS,
-                lambda: self.room_recorder.run_once(self.product_ids),
+                lambda: self.room_recorder.run_once(self.room_product_ids),
             ),
             ("recovery", RECOVERY_TICK_SECONDS, self._recover),
             ("reconcile", RECONCILE_SECONDS, lambda: self.reconciler.run(self.product_ids)),
