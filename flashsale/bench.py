@@ -33,6 +33,7 @@ import psutil
 from catalog.validation import PER_CUSTOMER_MAX, ProductDraft
 from core.settings import Settings
 from flashsale.bench_live import live_phase
+from flashsale.bench_room import room_comparison
 from flashsale.embedded import free_port, start_embedded
 from models import Role, User
 from reservations import audit
@@ -46,6 +47,7 @@ READ = "query P($p: ID!) { product(id: $p) { available } }"
 CHECKOUT = """mutation C($r: ID!) { checkout(reservationId: $r) {
   order { id } errors { code } } }"""
 WARM_UP_REQUESTS = 500
+ROOM_SHOPPERS_PER_UNIT = 10  # --waiting-room N: N shoppers for N/10 units
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Load:
     stock: int
     customers: int
     subscribers: int = 0
+    room_shoppers: int = 0
 
 
 @dataclass
@@ -306,6 +309,10 @@ async def _run(
             result.lines += await live_phase(
                 services, url, load.subscribers, await customers(services, 50)
             )
+        if load.room_shoppers:
+            shoppers = await customers(services, load.room_shoppers)
+            units = max(1, load.room_shoppers // ROOM_SHOPPERS_PER_UNIT)
+            result.lines += await room_comparison(services, url, shoppers, units)
         if drop:  # a server we were given; an embedded one goes with its folder
             await services.mongo.drop_database(settings.mongodb_db)
     finally:

@@ -306,10 +306,11 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             return refuse(str(exc))
     sizes = (args.requests, args.concurrency, args.read_concurrency, args.customers, args.rounds)
-    if min(sizes) < 1 or args.stock < 0 or (args.workers is not None and args.workers < 1):
+    counts = (args.stock, args.subscribers, args.waiting_room)
+    if min(sizes) < 1 or min(counts) < 0 or (args.workers is not None and args.workers < 1):
         return refuse(
             "--requests, --concurrency, --read-concurrency, --customers, --rounds "
-            "and --workers must be >= 1, --stock >= 0"
+            "and --workers must be >= 1; --stock, --subscribers and --waiting-room >= 0"
         )
     load = Load(
         requests=args.requests,
@@ -318,6 +319,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         stock=args.stock,
         customers=args.customers,
         subscribers=args.subscribers,
+        room_shoppers=args.waiting_room,
     )
     return run_matrix(settings, configs, load, args.rounds)
 
@@ -421,6 +423,14 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="then measure live stock delivery to this many WebSocket subscribers",
+    )
+    bench.add_argument(
+        "--waiting-room",
+        type=int,
+        default=0,
+        metavar="SHOPPERS",
+        help="then the same sale-start stampede of SHOPPERS for a tenth as many units, "
+        "without and with a waiting room: reserve calls, refusals, time to sell out",
     )
     bench.set_defaults(handler=_bench)
 

@@ -56,6 +56,32 @@ def test_a_tiny_run_sells_exactly_the_stock_and_prints_the_table(tmp_path: Path)
     assert out.rstrip().endswith("invariants: OK in every run")
 
 
+@pytest.mark.slow
+def test_the_waiting_room_stampede_sells_the_units_with_and_without_the_room(
+    tmp_path: Path,
+) -> None:
+    """60 shoppers for 6 units: without the room the fastest win and the rest are refused;
+    with it only admitted shoppers reserve, so no reserve is refused."""
+    result = _bench(
+        tmp_path,
+        *("--requests", "20", "--concurrency", "5", "--stock", "5", "--customers", "5"),
+        *("--configs", "off-1", "--waiting-room", "60"),
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "  waiting room: 60 shoppers for 6 units, one unit each" in lines
+    (without,) = [line for line in lines if "without the waiting room:" in line]
+    (with_room,) = [line for line in lines if "with the waiting room:" in line]
+    assert "60 shoppers, 6 units: 60 reserve calls" in without
+    assert "54 refused" in without
+    assert "sold out" in without
+    assert "not sold out" not in without
+    assert "6 units: 6 reserve calls" in with_room
+    assert "0 refused" in with_room
+    assert with_room.endswith("| RESERVED 6")
+
+
 @pytest.mark.parametrize(
     ("text", "configs"),
     [
@@ -85,6 +111,7 @@ def test_a_bad_config_is_refused_by_name(text: str) -> None:
         ["--configs", "sideways-1"],
         ["--rounds", "0"],
         ["--workers", "0"],
+        ["--waiting-room", "-1"],
     ],
 )
 def test_contradictory_or_empty_options_end_in_one_line(tmp_path: Path, args: list[str]) -> None:
