@@ -23,7 +23,7 @@ from analytics import rollups
 from analytics.sales import sales_stats
 from core.settings import Settings
 from flashsale.embedded import start_embedded
-from models import ReservationStatus
+from models import Order, Product, Reservation, ReservationStatus, ensure_indexes
 
 DAYS = 30
 BATCH = 5_000
@@ -32,7 +32,7 @@ RUNS = 5
 
 async def _seed(database: Any, orders: int, rng: random.Random, now: datetime) -> None:
     products = [ObjectId() for _ in range(20)]
-    await database["products"].insert_many(
+    await Product.collection(database).insert_many(
         [{"_id": p, "name": f"Product {n}", "price_cents": 999} for n, p in enumerate(products)]
     )
     holds = orders * 7 // 4
@@ -69,15 +69,15 @@ async def _seed(database: Any, orders: int, rng: random.Random, now: datetime) -
                 }
             )
         if len(batch_holds) >= BATCH:
-            await database["reservations"].insert_many(batch_holds)
+            await Reservation.collection(database).insert_many(batch_holds)
             batch_holds = []
         if len(batch_orders) >= BATCH:
-            await database["orders"].insert_many(batch_orders)
+            await Order.collection(database).insert_many(batch_orders)
             batch_orders = []
     if batch_holds:
-        await database["reservations"].insert_many(batch_holds)
+        await Reservation.collection(database).insert_many(batch_holds)
     if batch_orders:
-        await database["orders"].insert_many(batch_orders)
+        await Order.collection(database).insert_many(batch_orders)
 
 
 async def _run(uri: str, sizes: list[int]) -> list[str]:
@@ -86,13 +86,7 @@ async def _run(uri: str, sizes: list[int]) -> list[str]:
     try:
         for size in sizes:
             database = client[f"flashsale_bench_{uuid.uuid4().hex[:8]}"]
-            # The indexes the application creates (models/).
-            await database["orders"].create_index([("created_at", 1), ("product_id", 1)])
-            await database["reservations"].create_index([("created_at", 1), ("status", 1)])
-            await database[rollups.SALES].create_index([("day", 1), ("product_id", 1)], unique=True)
-            await database[rollups.FUNNEL].create_index(
-                [("day", 1), ("product_id", 1), ("status", 1)], unique=True
-            )
+            await ensure_indexes(database)  # the application's, as models/ declares them
             now = datetime.now(UTC).replace(microsecond=0)
             started = time.perf_counter()
             await _seed(database, size, random.Random(size), now)

@@ -6,9 +6,10 @@ from pydantic import Field
 from pymongo import IndexModel
 
 from models.common import utcnow
+from models.stored import Stored
 
 
-class Order(Document):
+class Order(Stored, Document):
     """Created by checkout from one reservation, at the unit price of that moment."""
 
     reservation_id: PydanticObjectId

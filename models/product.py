@@ -6,9 +6,10 @@ from pydantic import Field
 from pymongo import IndexModel
 
 from models.common import utcnow
+from models.stored import Stored
 
 
-class Product(Document):
+class Product(Stored, Document):
     """A product on sale. Money is integer cents; `sold` only ever grows, by checkout."""
 
     name: str

@@ -7,6 +7,7 @@ from pydantic import Field
 from pymongo import IndexModel
 
 from models.common import utcnow
+from models.stored import Stored
 
 
 class ReservationStatus(StrEnum):
@@ -16,12 +17,13 @@ class ReservationStatus(StrEnum):
     EXPIRED = "EXPIRED"
 
 
-class Reservation(Document):
+class Reservation(Stored, Document):
     """A hold on stock. ACTIVE -> COMPLETED | CANCELLED | EXPIRED; terminal states are final.
 
     The idempotency key is kept for the record only: Redis decides it, per customer and
     product, for 24 hours (after that the same key makes a new hold), so it is not unique
-    here. Older versions had a unique index on (customer, key); see LEGACY_INDEXES."""
+    here. Older versions had a unique index on (customer, key); see
+    models.indexes.LEGACY_INDEXES."""
 
     product_id: PydanticObjectId
     customer_id: PydanticObjectId
@@ -39,7 +41,3 @@ class Reservation(Document):
             IndexModel([("product_id", pymongo.ASCENDING), ("status", pymongo.ASCENDING)]),
             IndexModel([("created_at", pymongo.ASCENDING), ("status", pymongo.ASCENDING)]),
         ]
-
-
-# Indexes earlier versions declared that must not stay: dropped at start-up where they exist.
-LEGACY_INDEXES = {"reservations": ["customer_id_1_idempotency_key_1"]}

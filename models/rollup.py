@@ -4,8 +4,10 @@ import pymongo
 from beanie import Document, PydanticObjectId
 from pymongo import IndexModel
 
+from models.stored import Stored
 
-class DailySales(Document):
+
+class DailySales(Stored, Document):
     """Orders of one product on one UTC day, kept in step by checkout (same transaction)."""
 
     day: datetime  # midnight UTC
@@ -21,7 +23,7 @@ class DailySales(Document):
         ]
 
 
-class DailyFunnel(Document):
+class DailyFunnel(Stored, Document):
     """Holds of one product created on one UTC day that are now in one status, kept in step
     by whoever records the hold's state (the persister, checkout), in the same transaction."""
 

@@ -6,6 +6,7 @@ from pydantic import Field
 from pymongo import IndexModel
 
 from models.common import utcnow
+from models.stored import Stored
 
 
 class Role(StrEnum):
@@ -13,7 +14,7 @@ class Role(StrEnum):
     CUSTOMER = "CUSTOMER"
 
 
-class User(Document):
+class User(Stored, Document):
     email: str  # stored lower-cased; unique
     password_hash: str
     role: Role = Role.CUSTOMER

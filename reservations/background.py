@@ -13,6 +13,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
+from models import Product
 from reservations.persister import ChangeLogPersister
 from reservations.reconcile import RECONCILE_SECONDS, Reconciler
 from reservations.service import ReservationEngine
@@ -42,7 +43,7 @@ class BackgroundTasks:
         self.engine = engine
         self.persister = persister
         self.reconciler = Reconciler(engine, persister)
-        self._products = database["products"]
+        self._products = Product.collection(database)
         self.product_ids: list[ObjectId] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._last_ok: dict[str, float] = {}

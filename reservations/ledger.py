@@ -17,7 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from analytics.rollups import FunnelMoves, add_sale
-from models import ReservationStatus
+from models import Order, Product, Reservation, ReservationStatus
 from reservations.errors import OutOfStock
 from reservations.values import (
     Clock,
@@ -43,9 +43,9 @@ class Ledger:
     def __init__(self, database: AsyncDatabase[dict[str, Any]], clock: Clock) -> None:
         self.database = database
         self.clock = clock
-        self._products = database["products"]
-        self._reservations = database["reservations"]
-        self._orders = database["orders"]
+        self._products = Product.collection(database)
+        self._reservations = Reservation.collection(database)
+        self._orders = Order.collection(database)
 
     async def record_sale(self, hold: Hold) -> Sale:
         """The durable step: one transaction, retried on transient errors within

@@ -26,7 +26,7 @@ from redis.exceptions import ResponseError
 
 from analytics.rollups import FunnelMoves
 from core.outages import mongodb_outage
-from models import ReservationStatus
+from models import Reservation, ReservationStatus
 from reservations.codec import hold_from_change
 from reservations.keys import ProductKeys
 from reservations.store import StockStore
@@ -61,7 +61,7 @@ class ChangeLogPersister:
         self.redis = redis
         self.store = StockStore(redis)
         self.database = database
-        self._reservations = database["reservations"]
+        self._reservations = Reservation.collection(database)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._groups: set[ObjectId] = set()
 

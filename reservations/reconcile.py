@@ -21,7 +21,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from models import ReservationStatus
+from models import Product, Reservation, ReservationStatus
 from reservations.checkout import ABANDONED_CLAIM_MS
 from reservations.errors import ProductMissing
 from reservations.ledger import hold_from_document
@@ -131,7 +131,7 @@ class Reconciler:
     async def _sync_rules(self, repair: ProductRepair, *, dry_run: bool) -> None:
         """A product change MongoDB took while Redis was out of reach (restock, new rules)."""
         engine = self.engine
-        product = await engine.database["products"].find_one({"_id": repair.product_id})
+        product = await Product.collection(engine.database).find_one({"_id": repair.product_id})
         if product is None:
             raise ProductMissing(repair.product_id)
         held = await engine.store.rules_version(repair.product_id)
@@ -174,7 +174,7 @@ class Reconciler:
         records are read before Redis's holds, so a hold made meanwhile is never taken for
         one Redis lost."""
         product_id = repair.product_id
-        reservations = self.engine.database["reservations"]
+        reservations = Reservation.collection(self.engine.database)
         active = [
             hold_from_document(document)
             async for document in reservations.find(

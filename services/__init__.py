@@ -24,7 +24,7 @@ from accounts.tokens import TokenService
 from catalog.service import CatalogService
 from core.errors import StoreUnreachable
 from core.settings import Settings
-from models import DOCUMENT_MODELS, LEGACY_INDEXES
+from models import DOCUMENT_MODELS, ensure_indexes
 from ratelimit import RateLimits, build_rate_limits
 from reservations import (
     CATALOG_CHANNEL,
@@ -140,16 +140,6 @@ def redis_client(url: str, *, cluster: bool) -> Redis:
     )
 
 
-async def drop_legacy_indexes(database: Any) -> None:
-    """Indexes an older version created that would now refuse valid writes."""
-    for collection, names in LEGACY_INDEXES.items():
-        existing = await database[collection].index_information()
-        for name in names:
-            if name in existing:
-                logger.info("dropping legacy index %s.%s", collection, name)
-                await database[collection].drop_index(name)
-
-
 def mongo_client(uri: str) -> AsyncMongoClient:  # type: ignore[type-arg]
     """The process's MongoDB client, as every part of it is configured."""
     return AsyncMongoClient(
@@ -162,8 +152,10 @@ async def build_services(settings: Settings) -> Services:
         raise ValueError("MONGODB_URI and REDIS_URL must be set (the CLI starts embedded ones)")
     mongo = mongo_client(settings.mongodb_uri)
     try:
-        await init_beanie(database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS)
-        await drop_legacy_indexes(mongo[settings.mongodb_db])
+        await init_beanie(
+            database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS, skip_indexes=True
+        )
+        await ensure_indexes(mongo[settings.mongodb_db])
     except PyMongoError as exc:
         await mongo.close()
         raise StoreUnreachable(f"MongoDB (MONGODB_URI): {_reason(exc)}") from None

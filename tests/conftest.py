@@ -111,7 +111,7 @@ def clean_database(request: pytest.FixtureRequest) -> None:
 @pytest_asyncio.fixture(loop_scope="session")
 async def empty_collections(services: Services) -> None:
     for model in DOCUMENT_MODELS:
-        collection = model.get_pymongo_collection()  # type: ignore[attr-defined]
+        collection = model.get_pymongo_collection()
         await after_a_quiet_spell(partial(collection.delete_many, {}))
 
 

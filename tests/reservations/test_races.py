@@ -9,13 +9,13 @@ import pytest
 from bson import ObjectId
 from prometheus_client import REGISTRY
 
-from models import Order, Reservation, ReservationStatus
+from models import Order, Reservation, ReservationStatus, ensure_indexes
 from reservations import ReservationEngine, StockCounters
 from reservations.audit import audit
 from reservations.errors import CheckoutInProgress, ReservationExpired
 from reservations.keys import ProductKeys
 from reservations.persister import ChangeLogPersister
-from services import Services, drop_legacy_indexes
+from services import Services
 from tests.reservations.conftest import Clock, make_product
 
 ANN, BOB = ObjectId(), ObjectId()
@@ -106,7 +106,7 @@ async def test_a_key_reused_on_another_product_is_a_distinct_hold_and_both_are_r
     """The key is the customer's per product: reusing it on product B made the persister's
     batch fail on a unique index, and nobody's holds of B were recorded."""
     product_a, product_b = await make_product(), await make_product(total_stock=30)
-    await drop_legacy_indexes(engine.database)
+    await ensure_indexes(engine.database)
     on_a = await engine.reserve(ANN, product_a, 1, "same-key")
     on_b = await engine.reserve(ANN, product_b, 1, "same-key")
     others = [await engine.reserve(ObjectId(), product_b, 1, "same-key") for _ in range(20)]
@@ -125,13 +125,13 @@ async def test_a_key_reused_on_another_product_is_a_distinct_hold_and_both_are_r
 async def test_the_legacy_unique_key_index_is_dropped(
     engine: ReservationEngine, persister: ChangeLogPersister
 ) -> None:
-    reservations = engine.database["reservations"]
+    reservations = Reservation.collection(engine.database)
     await reservations.create_index(
         [("customer_id", 1), ("idempotency_key", 1)],
         unique=True,
         partialFilterExpression={"idempotency_key": {"$type": "string"}},
     )
-    await drop_legacy_indexes(engine.database)
+    await ensure_indexes(engine.database)
     assert "customer_id_1_idempotency_key_1" not in await reservations.index_information()
 
 
