@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
-from pymongo import AsyncMongoClient
 
 from analytics import rollups
 from analytics.sales import sales_stats
 from core.settings import Settings
 from flashsale.embedded import start_embedded
 from models import Order, Product, Reservation, ReservationStatus, ensure_indexes
+from services import mongo_client
 
 DAYS = 30
 BATCH = 5_000
@@ -81,7 +81,7 @@ async def _seed(database: Any, orders: int, rng: random.Random, now: datetime) -
 
 
 async def _run(uri: str, sizes: list[int]) -> list[str]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
+    client = mongo_client(uri)  # configured as the application's
     lines = []
     try:
         for size in sizes:

@@ -9,9 +9,10 @@ from models.order import Order
 from models.product import Product
 from models.reservation import Reservation
 from models.rollup import DailyFunnel, DailySales
+from models.stored import Stored
 from models.user import User
 
-DOCUMENT_MODELS = [Product, User, Reservation, Order, DailySales, DailyFunnel]
+DOCUMENT_MODELS: list[type[Stored]] = [Product, User, Reservation, Order, DailySales, DailyFunnel]
 
 # Indexes earlier versions declared that must not stay: dropped at start-up where they exist.
 # (Reservations had a unique index on (customer, idempotency key); see Reservation.)

@@ -1,7 +1,6 @@
 from datetime import datetime
 
 import pymongo
-from beanie import Document
 from pydantic import Field
 from pymongo import IndexModel
 
@@ -9,7 +8,7 @@ from models.common import utcnow
 from models.stored import Stored
 
 
-class Product(Stored, Document):
+class Product(Stored):
     """A product on sale. Money is integer cents; `sold` only ever grows, by checkout."""
 
     name: str

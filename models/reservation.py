@@ -2,12 +2,11 @@ from datetime import datetime
 from enum import StrEnum
 
 import pymongo
-from beanie import Document, PydanticObjectId
 from pydantic import Field
 from pymongo import IndexModel
 
 from models.common import utcnow
-from models.stored import Stored
+from models.stored import ObjectIdField, Stored
 
 
 class ReservationStatus(StrEnum):
@@ -17,7 +16,7 @@ class ReservationStatus(StrEnum):
     EXPIRED = "EXPIRED"
 
 
-class Reservation(Stored, Document):
+class Reservation(Stored):
     """A hold on stock. ACTIVE -> COMPLETED | CANCELLED | EXPIRED; terminal states are final.
 
     The idempotency key is kept for the record only: Redis decides it, per customer and
@@ -25,8 +24,8 @@ class Reservation(Stored, Document):
     here. Older versions had a unique index on (customer, key); see
     models.indexes.LEGACY_INDEXES."""
 
-    product_id: PydanticObjectId
-    customer_id: PydanticObjectId
+    product_id: ObjectIdField
+    customer_id: ObjectIdField
     quantity: int = Field(ge=1)
     status: ReservationStatus = ReservationStatus.ACTIVE
     idempotency_key: str | None = None

@@ -1,7 +1,6 @@
 from datetime import datetime
 from enum import StrEnum
 
-from beanie import Document
 from pydantic import Field
 from pymongo import IndexModel
 
@@ -14,7 +13,7 @@ class Role(StrEnum):
     CUSTOMER = "CUSTOMER"
 
 
-class User(Stored, Document):
+class User(Stored):
     email: str  # stored lower-cased; unique
     password_hash: str
     role: Role = Role.CUSTOMER

@@ -17,7 +17,7 @@ async def _created(catalog: CatalogService, name: str) -> ObjectId:
 
 
 async def test_get_many_answers_those_that_exist_each_once(services: Services) -> None:
-    catalog = CatalogService()
+    catalog = CatalogService(services.database)
     first, second = await _created(catalog, "First"), await _created(catalog, "Second")
     missing = ObjectId()
     found = await catalog.get_many([second, missing, first, second])
@@ -27,13 +27,15 @@ async def test_get_many_answers_those_that_exist_each_once(services: Services) -
 
 
 async def test_get_many_serves_and_fills_the_same_cache_as_get(services: Services) -> None:
-    catalog = CatalogService()
+    catalog = CatalogService(services.database)
     product = await _created(catalog, "Cached")
     await catalog.get_many([product])
     # Changed behind the cache's back (as by another process): the cached copy answers.
-    await Product.get_pymongo_collection().update_one({"_id": product}, {"$set": {"name": "New"}})
+    await Product.collection(services.database).update_one(
+        {"_id": product}, {"$set": {"name": "New"}}
+    )
     cached = await catalog.get(product)
     assert cached is not None
     assert cached.name == "Cached"
     assert (await catalog.get_many([product]))[product].name == "Cached"
-    assert (await CatalogService().get_many([product]))[product].name == "New"
+    assert (await CatalogService(services.database).get_many([product]))[product].name == "New"

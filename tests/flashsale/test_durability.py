@@ -59,8 +59,8 @@ def serving(env: dict[str, str]) -> Iterator[ServerProcess]:
 
 @contextlib.asynccontextmanager
 async def connected(data_dir: Path) -> AsyncIterator[ReservationEngine]:
-    """An engine on the embedded servers of the `flashsale serve` holding `data_dir`. Plain
-    clients, no Beanie: its documents stay bound to the suite's own database."""
+    """An engine on the embedded servers of the `flashsale serve` holding `data_dir`, on
+    clients of its own."""
     endpoints = running_endpoints(data_dir)
     assert endpoints is not None
     assert endpoints["mongodb_uri"] is not None

@@ -199,8 +199,10 @@ async def test_random_interleavings_keep_every_invariant(
     await settled(services, products)
     report = await audit(services.engine, products)
     assert report.ok, report.problems
-    recorded = {str(r.product_id) + str(r.id): r for r in await Reservation.find_all().to_list()}
-    orders = {str(o.reservation_id): str(o.id) for o in await Order.find_all().to_list()}
+    recorded = {
+        str(r.product_id) + str(r.id): r for r in await Reservation.find_all(services.database)
+    }
+    orders = {str(o.reservation_id): str(o.id) for o in await Order.find_all(services.database)}
     for hold, told in race.told.items():
         assert hold in recorded, f"hold {hold} was granted but never recorded"
         status = recorded[hold].status
