@@ -42,7 +42,7 @@ class BackgroundTasks:
     ) -> None:
         self.engine = engine
         self.persister = persister
-        self.reconciler = Reconciler(engine, persister)
+        self.reconciler = Reconciler(engine)
         self._products = Product.collection(database)
         self.product_ids: list[ObjectId] = []
         self._tasks: list[asyncio.Task[None]] = []

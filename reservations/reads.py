@@ -11,8 +11,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from models import Order, Reservation, ReservationStatus
 from reservations.errors import ProductMissing, ReservationNotFound, ServiceUnavailable
-from reservations.ledger import Ledger, hold_from_document, sale_from_documents
+from reservations.ledger import Ledger
 from reservations.loader import StockLoader
+from reservations.records import hold_from_document, sale_from_documents
 from reservations.store import StockStore
 from reservations.values import Hold, ReservationId, Sale, StockCounters
 
