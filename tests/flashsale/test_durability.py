@@ -29,8 +29,6 @@ from tests.polling import eventually
 from tests.processes import ServerProcess, base_env
 from tests.reservations.storm import CHECKOUT, RESERVE, call
 
-pytestmark = pytest.mark.slow
-
 ADMIN_PASSWORD = "durability-admin-password"
 DATABASE = "flashsale"
 JWT_SECRET = "durability-test-secret-" + "x" * 16
