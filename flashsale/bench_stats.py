@@ -14,7 +14,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from bson import ObjectId
 
@@ -22,7 +21,7 @@ from analytics import rollups
 from analytics.sales import sales_stats
 from core.settings import Settings
 from flashsale.embedded import start_embedded
-from models import Order, Product, Reservation, ReservationStatus, ensure_indexes
+from models import Database, Order, Product, Reservation, ReservationStatus, ensure_indexes
 from services import mongo_client
 
 DAYS = 30
@@ -30,54 +29,58 @@ BATCH = 5_000
 RUNS = 5
 
 
-async def _seed(database: Any, orders: int, rng: random.Random, now: datetime) -> None:
+async def _seed(database: Database, orders: int, rng: random.Random, now: datetime) -> None:
     products = [ObjectId() for _ in range(20)]
-    await Product.collection(database).insert_many(
-        [{"_id": p, "name": f"Product {n}", "price_cents": 999} for n, p in enumerate(products)]
+    await Product.insert_many(
+        database,
+        [
+            Product(id=p, name=f"Product {n}", price_cents=999, total_stock=0, max_per_customer=1)
+            for n, p in enumerate(products)
+        ],
     )
     holds = orders * 7 // 4
-    statuses = [ReservationStatus.EXPIRED.value] * 2 + [ReservationStatus.CANCELLED.value]
-    batch_orders: list[dict[str, Any]] = []
-    batch_holds: list[dict[str, Any]] = []
+    statuses = [ReservationStatus.EXPIRED] * 2 + [ReservationStatus.CANCELLED]
+    batch_orders: list[Order] = []
+    batch_holds: list[Reservation] = []
     for n in range(holds):
         created = now - timedelta(seconds=rng.randrange(DAYS * 86_400))
         product = rng.choice(products)
         quantity = rng.choice([1, 1, 1, 2, 2, 3])
         hold_id = ObjectId()
-        status = ReservationStatus.COMPLETED.value if n < orders else rng.choice(statuses)
+        status = ReservationStatus.COMPLETED if n < orders else rng.choice(statuses)
         batch_holds.append(
-            {
-                "_id": hold_id,
-                "product_id": product,
-                "customer_id": ObjectId(),
-                "quantity": quantity,
-                "status": status,
-                "created_at": created,
-                "expires_at": created + timedelta(minutes=10),
-            }
+            Reservation(
+                id=hold_id,
+                product_id=product,
+                customer_id=ObjectId(),
+                quantity=quantity,
+                status=status,
+                created_at=created,
+                expires_at=created + timedelta(minutes=10),
+            )
         )
         if n < orders:
             batch_orders.append(
-                {
-                    "reservation_id": hold_id,
-                    "product_id": product,
-                    "customer_id": ObjectId(),
-                    "quantity": quantity,
-                    "unit_price_cents": 999,
-                    "total_cents": 999 * quantity,
-                    "created_at": created + timedelta(seconds=rng.randrange(30, 600)),
-                }
+                Order(
+                    reservation_id=hold_id,
+                    product_id=product,
+                    customer_id=ObjectId(),
+                    quantity=quantity,
+                    unit_price_cents=999,
+                    total_cents=999 * quantity,
+                    created_at=created + timedelta(seconds=rng.randrange(30, 600)),
+                )
             )
         if len(batch_holds) >= BATCH:
-            await Reservation.collection(database).insert_many(batch_holds)
+            await Reservation.insert_many(database, batch_holds)
             batch_holds = []
         if len(batch_orders) >= BATCH:
-            await Order.collection(database).insert_many(batch_orders)
+            await Order.insert_many(database, batch_orders)
             batch_orders = []
     if batch_holds:
-        await Reservation.collection(database).insert_many(batch_holds)
+        await Reservation.insert_many(database, batch_holds)
     if batch_orders:
-        await Order.collection(database).insert_many(batch_orders)
+        await Order.insert_many(database, batch_orders)
 
 
 async def _run(uri: str, sizes: list[int]) -> list[str]:

@@ -6,7 +6,7 @@ from models.order import Order
 from models.product import Product
 from models.reservation import Reservation, ReservationStatus
 from models.rollup import DailyFunnel, DailySales
-from models.stored import Stored
+from models.stored import Database, Stored
 from models.user import Role, User
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "LEGACY_INDEXES",
     "DailyFunnel",
     "DailySales",
+    "Database",
     "Order",
     "Product",
     "Reservation",

@@ -155,21 +155,20 @@ async def seed_history(
         created_at = now - timedelta(seconds=rng.randrange(HISTORY_DAYS * 86_400))
         key = f"seed-{n}"
         ended_at = created_at + timedelta(seconds=rng.randrange(30, 600))
+        reservation = Reservation(
+            product_id=product.id,
+            customer_id=customer.id,
+            quantity=quantity,
+            status=status,
+            idempotency_key=key,
+            created_at=created_at,
+            expires_at=created_at + timedelta(minutes=10),
+            ended_at=ended_at,
+        )
         reservation_ops.append(
             UpdateOne(
                 {"customer_id": customer.id, "idempotency_key": key},
-                {
-                    "$setOnInsert": {
-                        "product_id": product.id,
-                        "customer_id": customer.id,
-                        "quantity": quantity,
-                        "status": status.value,
-                        "idempotency_key": key,
-                        "created_at": created_at,
-                        "expires_at": created_at + timedelta(minutes=10),
-                        "ended_at": ended_at,
-                    }
-                },
+                {"$setOnInsert": reservation.to_mongo()},
                 upsert=True,
             )
         )
@@ -199,7 +198,7 @@ async def seed_history(
     order_ops = [
         UpdateOne(
             {"reservation_id": ids[key]},
-            {"$setOnInsert": {"reservation_id": ids[key], **fields}},
+            {"$setOnInsert": Order.from_mongo({"reservation_id": ids[key], **fields}).to_mongo()},
             upsert=True,
         )
         for key, fields in planned_orders
