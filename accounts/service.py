@@ -54,6 +54,7 @@ class AccountService:
     def __init__(
         self, database: AsyncDatabase[dict[str, Any]], tokens: TokenService, passwords: Passwords
     ) -> None:
+        self._database = database
         self._users = User.collection(database)
         self.tokens = tokens
         self._passwords = passwords
@@ -73,7 +74,7 @@ class AccountService:
         check_password(password)
         user = User(email=address, password_hash=await self._passwords.hash(password), role=role)
         try:
-            await self._users.insert_one(user.to_mongo())
+            await user.insert(self._database)
         except DuplicateKeyError:
             raise EmailTaken(address) from None
         return self._session(user)
@@ -96,12 +97,10 @@ class AccountService:
         return self._session(user)
 
     async def get(self, user_id: ObjectId) -> User | None:
-        document = await self._users.find_one({"_id": user_id})
-        return None if document is None else User.from_mongo(document)
+        return await User.get(self._database, user_id)
 
     async def _by_email(self, address: str) -> User | None:
-        document = await self._users.find_one({"email": address})
-        return None if document is None else User.from_mongo(document)
+        return await User.find_one(self._database, {"email": address})
 
     async def set_disabled(self, email: str, disabled: bool) -> User | None:
         """Disable (or enable again) a user; its tokens stop (or start) working within

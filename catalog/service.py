@@ -104,6 +104,7 @@ class CatalogService:
         stock: StockRules | None = None,
         announce: Announce | None = None,
     ) -> None:
+        self._database = database
         self._products = Product.collection(database)
         self.stock = stock
         self.announce = announce
@@ -122,7 +123,7 @@ class CatalogService:
             sale_starts_at=draft.sale_starts_at,
             sale_ends_at=draft.sale_ends_at,
         )
-        await self._products.insert_one(product.to_mongo())
+        await product.insert(self._database)
         if self.announce is not None:
             await self.announce(product.id)
         return product
@@ -135,14 +136,10 @@ class CatalogService:
         cached = self._cache.get(product_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        product = await self._find(product_id)
+        product = await Product.get(self._database, product_id)
         if product is not None:
             self._remember(product_id, product, now)
         return product
-
-    async def _find(self, product_id: ObjectId) -> Product | None:
-        document = await self._products.find_one({"_id": product_id})
-        return None if document is None else Product.from_mongo(document)
 
     async def get_many(self, product_ids: Iterable[ObjectId]) -> dict[ObjectId, Product]:
         """Those of these products that exist, by id, read in one query (those `get` has
@@ -250,7 +247,7 @@ class CatalogService:
             return_document=ReturnDocument.AFTER,
         )
         if document is None:
-            if await self._find(product_id) is None:
+            if await Product.get(self._database, product_id) is None:
                 raise ProductNotFound(product_id)
             raise InvalidInput("quantity", f"total stock would exceed {rules.STOCK_MAX}")
         await self._synced(document)
@@ -269,7 +266,7 @@ class CatalogService:
         return []
 
     async def _explain_refusal(self, product_id: ObjectId, updates: dict[str, Any]) -> NoReturn:
-        current = await self._find(product_id)
+        current = await Product.get(self._database, product_id)
         if current is None:
             raise ProductNotFound(product_id)
         if "total_stock" in updates and updates["total_stock"] < current.sold:
