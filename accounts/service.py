@@ -3,9 +3,12 @@
 import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from bson import ObjectId
 from email_validator import EmailNotValidError, validate_email
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from accounts.errors import EmailTaken, InvalidCredentials
@@ -48,18 +51,19 @@ def login_key(email: str) -> str:
 
 
 class AccountService:
-    def __init__(self, tokens: TokenService, passwords: Passwords) -> None:
+    def __init__(
+        self, database: AsyncDatabase[dict[str, Any]], tokens: TokenService, passwords: Passwords
+    ) -> None:
+        self._database = database
+        self._users = User.collection(database)
         self.tokens = tokens
         self._passwords = passwords
         self.liveness = Liveness(self._disabled)
         common_passwords()  # read the list now rather than during the first registration
 
-    @staticmethod
-    async def _disabled(user_ids: Collection[ObjectId]) -> dict[ObjectId, bool]:
+    async def _disabled(self, user_ids: Collection[ObjectId]) -> dict[ObjectId, bool]:
         """For those of these users that exist, whether each is disabled."""
-        found = User.get_pymongo_collection().find(
-            {"_id": {"$in": list(user_ids)}}, projection={"disabled": 1}
-        )
+        found = self._users.find({"_id": {"$in": list(user_ids)}}, projection={"disabled": 1})
         return {user["_id"]: bool(user.get("disabled", False)) async for user in found}
 
     async def register(self, email: str, password: str, role: Role = Role.CUSTOMER) -> Session:
@@ -70,7 +74,7 @@ class AccountService:
         check_password(password)
         user = User(email=address, password_hash=await self._passwords.hash(password), role=role)
         try:
-            await user.insert()
+            await user.insert(self._database)
         except DuplicateKeyError:
             raise EmailTaken(address) from None
         return self._session(user)
@@ -84,7 +88,7 @@ class AccountService:
             address = normalize_email(email)
         except InvalidInput:
             address = None
-        user = await User.find_one(User.email == address) if address else None
+        user = await self._by_email(address) if address else None
         if not await self._passwords.verify(user.password_hash if user else None, password):
             raise InvalidCredentials()
         assert user is not None
@@ -93,16 +97,22 @@ class AccountService:
         return self._session(user)
 
     async def get(self, user_id: ObjectId) -> User | None:
-        return await User.get(user_id)
+        return await User.get(self._database, user_id)
+
+    async def _by_email(self, address: str) -> User | None:
+        return await User.find_one(self._database, {"email": address})
 
     async def set_disabled(self, email: str, disabled: bool) -> User | None:
         """Disable (or enable again) a user; its tokens stop (or start) working within
         accounts.liveness.CHECK_SECONDS on every process. None if there is no such user."""
-        user = await User.find_one(User.email == normalize_email(email))
-        if user is None:
+        document = await self._users.find_one_and_update(
+            {"email": normalize_email(email)},
+            {"$set": {"disabled": disabled}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
             return None
-        await user.set({User.disabled: disabled})
-        assert user.id is not None
+        user = User.from_mongo(document)
         self.liveness.forget(user.id)
         return user
 
@@ -112,10 +122,9 @@ class AccountService:
         try:
             return (await self.register(email, password, role)).user, True
         except EmailTaken:
-            user = await User.find_one(User.email == normalize_email(email))
+            user = await self._by_email(normalize_email(email))
             assert user is not None
             return user, False
 
     def _session(self, user: User) -> Session:
-        assert user.id is not None
         return Session(user=user, token=self.tokens.issue(user.id, user.role))

@@ -20,8 +20,7 @@ from bson import ObjectId
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-SALES = "daily_sales"
-FUNNEL = "daily_funnel"
+from models import DailyFunnel, DailySales, Order, Reservation
 
 
 def day_of(moment: datetime) -> datetime:
@@ -47,7 +46,7 @@ async def add_sale(
 ) -> None:
     """Count `orders` orders of `quantity` units in all, for `revenue_cents`, on the day of
     `at`."""
-    await database[SALES].update_one(
+    await DailySales.collection(database).update_one(
         {"day": day_of(at), "product_id": product_id},
         {"$inc": {"revenue_cents": revenue_cents, "units": quantity, "orders": orders}},
         upsert=True,
@@ -74,7 +73,7 @@ class FunnelMoves:
     ) -> None:
         for (day, product_id, status), change in sorted(self._counts.items()):
             if change:
-                await database[FUNNEL].update_one(
+                await DailyFunnel.collection(database).update_one(
                     {"day": day, "product_id": product_id, "status": status},
                     {"$inc": {"holds": change}},
                     upsert=True,
@@ -86,7 +85,7 @@ async def _recount(
     database: AsyncDatabase[dict[str, Any]],
 ) -> tuple[dict[tuple[datetime, Any], tuple[int, int, int]], dict[tuple[datetime, Any, str], int]]:
     sales = {}
-    async for row in await database["orders"].aggregate(
+    async for row in await Order.collection(database).aggregate(
         [
             {
                 "$group": {
@@ -101,7 +100,7 @@ async def _recount(
         key = (day_of(row["_id"]["day"]), row["_id"]["product_id"])
         sales[key] = (int(row["revenue"]), int(row["units"]), int(row["orders"]))
     funnel = {}
-    async for row in await database["reservations"].aggregate(
+    async for row in await Reservation.collection(database).aggregate(
         [
             {
                 "$group": {
@@ -123,17 +122,17 @@ async def _recount(
 async def rebuild(database: AsyncDatabase[dict[str, Any]]) -> None:
     """Recompute both rollups from the records. Not safe while checkouts run."""
     sales, funnel = await _recount(database)
-    await database[SALES].delete_many({})
-    await database[FUNNEL].delete_many({})
+    await DailySales.collection(database).delete_many({})
+    await DailyFunnel.collection(database).delete_many({})
     if sales:
-        await database[SALES].insert_many(
+        await DailySales.collection(database).insert_many(
             [
                 {"day": day, "product_id": pid, "revenue_cents": r, "units": u, "orders": o}
                 for (day, pid), (r, u, o) in sales.items()
             ]
         )
     if funnel:
-        await database[FUNNEL].insert_many(
+        await DailyFunnel.collection(database).insert_many(
             [
                 {"day": day, "product_id": pid, "status": status, "holds": n}
                 for (day, pid, status), n in funnel.items()
@@ -146,7 +145,7 @@ async def check(database: AsyncDatabase[dict[str, Any]]) -> list[str]:
     sales, funnel = await _recount(database)
     problems = []
     kept_sales = {}
-    async for row in database[SALES].find({}):
+    async for row in DailySales.collection(database).find({}):
         key = (day_of(row["day"]), row["product_id"])
         kept_sales[key] = (row["revenue_cents"], row["units"], row["orders"])
     for key in sorted(set(sales) | set(kept_sales), key=str):
@@ -154,7 +153,7 @@ async def check(database: AsyncDatabase[dict[str, Any]]) -> list[str]:
         if recount != kept:
             problems.append(f"daily_sales {key}: kept {kept}, recount {recount}")
     kept_funnel = {}
-    async for row in database[FUNNEL].find({}):
+    async for row in DailyFunnel.collection(database).find({}):
         kept_funnel[(day_of(row["day"]), row["product_id"], row["status"])] = row["holds"]
     for slot in sorted(set(funnel) | set(kept_funnel), key=str):
         if funnel.get(slot, 0) != kept_funnel.get(slot, 0):

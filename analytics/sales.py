@@ -23,9 +23,17 @@ from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from analytics.rollups import FUNNEL, SALES, day_of, truncated_to_day
+from analytics.rollups import day_of, truncated_to_day
 from core.errors import InvalidInput
-from models import ReservationStatus
+from models import (
+    DailyFunnel,
+    DailySales,
+    Order,
+    Product,
+    Reservation,
+    ReservationStatus,
+    Stored,
+)
 
 MAX_DAYS = 366
 MAX_TOP = 50
@@ -112,30 +120,35 @@ async def sales_stats(
     check_range(start, end, top)
     days = _whole_days(start, end) if rollups else None
     # The sources: (collection, match, its day, what to sum) and (collection, match, count).
-    sales: list[tuple[str, dict[str, Any], Any, dict[str, Any]]] = []
-    funnel: list[tuple[str, dict[str, Any], Any]] = []
+    sales: list[tuple[type[Stored], dict[str, Any], Any, dict[str, Any]]] = []
+    funnel: list[tuple[type[Stored], dict[str, Any], Any]] = []
     edges = [(start, end)]
     if days is not None:
         first, last = days
         edges = [(a, b) for a, b in ((start, first), (last, end)) if a < b]
         in_days = {"day": {"$gte": first, "$lt": last}}
-        sales.append((SALES, in_days, "$day", _ROLLED_UP_SALES))
-        funnel.append((FUNNEL, in_days, "$holds"))
+        sales.append((DailySales, in_days, "$day", _ROLLED_UP_SALES))
+        funnel.append((DailyFunnel, in_days, "$holds"))
     for a, b in edges:
         created = {"created_at": {"$gte": a, "$lt": b}}
-        sales.append(("orders", created, truncated_to_day("$created_at"), _ORDER_SALES))
-        funnel.append(("reservations", created, 1))
+        sales.append((Order, created, truncated_to_day("$created_at"), _ORDER_SALES))
+        funnel.append((Reservation, created, 1))
     sale_rows, funnel_rows = await asyncio.gather(
         _gathered(
             [
-                _rows(database[name], match, {"product_id": "$product_id", "day": day}, sums)
-                for name, match, day, sums in sales
+                _rows(
+                    model.collection(database),
+                    match,
+                    {"product_id": "$product_id", "day": day},
+                    sums,
+                )
+                for model, match, day, sums in sales
             ]
         ),
         _gathered(
             [
-                _rows(database[name], match, "$status", {"count": {"$sum": count}})
-                for name, match, count in funnel
+                _rows(model.collection(database), match, "$status", {"count": {"$sum": count}})
+                for model, match, count in funnel
             ]
         ),
     )
@@ -194,7 +207,7 @@ async def _top(
     ranked = sorted(per_product.items(), key=lambda item: (-item[1][0], item[0]))[:top]
     names = {
         product["_id"]: product["name"]
-        async for product in database["products"].find(
+        async for product in Product.collection(database).find(
             {"_id": {"$in": [product_id for product_id, _ in ranked]}}, {"name": 1}
         )
     }

@@ -10,6 +10,8 @@ from typing import Any
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
+from models import Order, RoomTicket
+
 
 @dataclass(frozen=True)
 class RoomFunnel:
@@ -29,7 +31,7 @@ async def room_funnel(
 ) -> RoomFunnel:
     """Tickets that joined from `start` (included) to `end` (excluded), of one product or
     all, through the joined_at index; the buyers are the orders of their reservations."""
-    tickets = database["room_tickets"]
+    tickets = RoomTicket.collection(database)
     joined: dict[str, Any] = {"joined_at": {"$gte": start, "$lt": end}}
     if product_id is not None:
         joined["product_id"] = product_id
@@ -41,7 +43,9 @@ async def room_funnel(
         async for ticket in tickets.find(reserved, {"reservation_id": 1, "_id": 0})
     ]
     bought = (
-        await database["orders"].count_documents({"reservation_id": {"$in": holds}}) if holds else 0
+        await Order.collection(database).count_documents({"reservation_id": {"$in": holds}})
+        if holds
+        else 0
     )
     return RoomFunnel(
         joined=counts[0],

@@ -15,6 +15,7 @@ from typing import Any, NoReturn, Protocol
 
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
 
 from catalog import validation as rules
 from catalog.errors import ProductNotFound, StockBelowCommitted
@@ -100,7 +101,14 @@ Announce = Callable[[ObjectId], Awaitable[object]]
 
 
 class CatalogService:
-    def __init__(self, stock: StockRules | None = None, announce: Announce | None = None) -> None:
+    def __init__(
+        self,
+        database: AsyncDatabase[dict[str, Any]],
+        stock: StockRules | None = None,
+        announce: Announce | None = None,
+    ) -> None:
+        self._database = database
+        self._products = Product.collection(database)
         self.stock = stock
         self.announce = announce
         self._cache: dict[ObjectId, tuple[float, Product]] = {}
@@ -120,8 +128,8 @@ class CatalogService:
             sale_ends_at=draft.sale_ends_at,
             waiting_room=draft.waiting_room,
         )
-        await product.insert()
-        if self.announce is not None and product.id is not None:
+        await product.insert(self._database)
+        if self.announce is not None:
             await self.announce(product.id)
         return product
 
@@ -144,7 +152,7 @@ class CatalogService:
         return await asyncio.shield(reading)
 
     async def _read(self, product_id: ObjectId, now: float) -> Product | None:
-        product = await Product.get(product_id)
+        product = await Product.get(self._database, product_id)
         # Not when a change made here invalidated the product while this read was out:
         # what it read may be from before the change.
         if product is not None and self._reading.get(product_id) is asyncio.current_task():
@@ -170,8 +178,8 @@ class CatalogService:
             else:
                 missing.append(product_id)
         if missing:
-            for product in await Product.find({"_id": {"$in": missing}}).to_list():
-                assert product.id is not None
+            async for document in self._products.find({"_id": {"$in": missing}}):
+                product = Product.from_mongo(document)
                 found[product.id] = product
                 self._remember(product.id, product, now)
         return found
@@ -194,11 +202,12 @@ class CatalogService:
         query = self.filter(on_sale=on_sale, now=now)
         if after is not None:
             query = {"$and": [query, {"_id": {"$gt": after}}]}
-        found = await Product.find(query).sort("_id").limit(first + 1).to_list()
+        cursor = self._products.find(query).sort("_id").limit(first + 1)
+        found = [Product.from_mongo(document) async for document in cursor]
         return ProductPage(products=found[:first], has_next_page=len(found) > first)
 
     async def count(self, *, on_sale: bool | None = None, now: datetime | None = None) -> int:
-        return await Product.find(self.filter(on_sale=on_sale, now=now)).count()
+        return await self._products.count_documents(self.filter(on_sale=on_sale, now=now))
 
     @staticmethod
     def filter(*, on_sale: bool | None, now: datetime | None) -> dict[str, Any]:
@@ -224,8 +233,7 @@ class CatalogService:
             if committed is not None:
                 raise StockBelowCommitted(updates["total_stock"], committed)
         updates["updated_at"] = utcnow()
-        collection = Product.get_pymongo_collection()
-        document = await collection.find_one_and_update(
+        document = await self._products.find_one_and_update(
             {"$and": guards},
             {"$set": updates, "$inc": {"version": 1}},
             return_document=ReturnDocument.AFTER,
@@ -233,12 +241,12 @@ class CatalogService:
         if document is None:
             if self.stock is not None and "total_stock" in updates:
                 # Refused after Redis took the drop: put Redis back to what MongoDB holds.
-                current = await collection.find_one({"_id": product_id})
+                current = await self._products.find_one({"_id": product_id})
                 if current is not None:
                     await self.stock.sync_rules(current, force=True)
             await self._explain_refusal(product_id, updates)
         await self._synced(document)
-        return _product(document)
+        return Product.from_mongo(document)
 
     async def _synced(self, document: dict[str, Any]) -> None:
         """After MongoDB (the system of record) took a change: copy it to Redis. If Redis is
@@ -258,17 +266,17 @@ class CatalogService:
     async def restock(self, product_id: ObjectId, quantity: int) -> Product:
         """Atomically add `quantity` units to the total stock."""
         rules.check_range("quantity", quantity, 1, rules.STOCK_MAX)
-        document = await Product.get_pymongo_collection().find_one_and_update(
+        document = await self._products.find_one_and_update(
             {"_id": product_id, "total_stock": {"$lte": rules.STOCK_MAX - quantity}},
             {"$inc": {"total_stock": quantity, "version": 1}, "$set": {"updated_at": utcnow()}},
             return_document=ReturnDocument.AFTER,
         )
         if document is None:
-            if await Product.get(product_id) is None:
+            if await Product.get(self._database, product_id) is None:
                 raise ProductNotFound(product_id)
             raise InvalidInput("quantity", f"total stock would exceed {rules.STOCK_MAX}")
         await self._synced(document)
-        return _product(document)
+        return Product.from_mongo(document)
 
     @staticmethod
     def _window_guards(updates: dict[str, Any]) -> list[dict[str, Any]]:
@@ -282,20 +290,14 @@ class CatalogService:
             return [{"$or": [{"sale_starts_at": None}, {"sale_starts_at": {"$lt": ends}}]}]
         return []
 
-    @staticmethod
-    async def _explain_refusal(product_id: ObjectId, updates: dict[str, Any]) -> NoReturn:
-        current = await Product.get(product_id)
+    async def _explain_refusal(self, product_id: ObjectId, updates: dict[str, Any]) -> NoReturn:
+        current = await Product.get(self._database, product_id)
         if current is None:
             raise ProductNotFound(product_id)
         if "total_stock" in updates and updates["total_stock"] < current.sold:
             raise StockBelowCommitted(updates["total_stock"], current.sold)
         field = "saleStartsAt" if "sale_starts_at" in updates else "saleEndsAt"
         raise InvalidInput(field, "the sale must end after it starts")
-
-
-def _product(document: dict[str, Any]) -> Product:
-    product: Product = Product.model_validate(document)
-    return product
 
 
 def price_of(product: Product) -> Decimal:

@@ -35,7 +35,7 @@ from core.settings import Settings
 from flashsale.bench_live import live_phase
 from flashsale.bench_room import room_comparison
 from flashsale.embedded import free_port, start_embedded
-from models import Role, User
+from models import Reservation, Role, User
 from reservations import audit
 from services import Services, build_services
 
@@ -188,7 +188,9 @@ async def customers(services: Services, count: int) -> list[str]:
         User(email=f"{uuid.uuid4().hex}@bench.example", password_hash="-", role=Role.CUSTOMER)
         for _ in range(count)
     ]
-    inserted = await User.insert_many(users)
+    inserted = await User.collection(services.database).insert_many(
+        [user.to_mongo() for user in users]
+    )
     return [services.accounts.tokens.issue(i, Role.CUSTOMER) for i in inserted.inserted_ids]
 
 
@@ -222,7 +224,6 @@ async def _run(
                 max_per_customer=per_customer,
             )
         )
-        assert product.id is not None
         product_id = str(product.id)
         tokens = await customers(services, load.customers)
         keys = [uuid.uuid4().hex for _ in range(load.requests)]  # one per reserve call
@@ -278,9 +279,9 @@ async def _run(
             reserved_at = time.perf_counter()
             recorded = 0
             while time.perf_counter() - reserved_at < 60:
-                recorded = await services.mongo[settings.mongodb_db][
-                    "reservations"
-                ].count_documents({"product_id": product.id})
+                recorded = await Reservation.collection(services.database).count_documents(
+                    {"product_id": product.id}
+                )
                 if recorded >= reserved:
                     break
                 await asyncio.sleep(0.05)
@@ -314,7 +315,7 @@ async def _run(
             units = max(1, load.room_shoppers // ROOM_SHOPPERS_PER_UNIT)
             result.lines += await room_comparison(services, url, shoppers, units)
         if drop:  # a server we were given; an embedded one goes with its folder
-            await services.mongo.drop_database(settings.mongodb_db)
+            await services.mongo.drop_database(services.database.name)
     finally:
         await services.close()
 

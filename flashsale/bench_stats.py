@@ -14,85 +14,82 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from bson import ObjectId
-from pymongo import AsyncMongoClient
 
 from analytics import rollups
 from analytics.sales import sales_stats
 from core.settings import Settings
 from flashsale.embedded import start_embedded
-from models import ReservationStatus
+from models import Database, Order, Product, Reservation, ReservationStatus, ensure_indexes
+from services import mongo_client
 
 DAYS = 30
 BATCH = 5_000
 RUNS = 5
 
 
-async def _seed(database: Any, orders: int, rng: random.Random, now: datetime) -> None:
+async def _seed(database: Database, orders: int, rng: random.Random, now: datetime) -> None:
     products = [ObjectId() for _ in range(20)]
-    await database["products"].insert_many(
-        [{"_id": p, "name": f"Product {n}", "price_cents": 999} for n, p in enumerate(products)]
+    await Product.insert_many(
+        database,
+        [
+            Product(id=p, name=f"Product {n}", price_cents=999, total_stock=0, max_per_customer=1)
+            for n, p in enumerate(products)
+        ],
     )
     holds = orders * 7 // 4
-    statuses = [ReservationStatus.EXPIRED.value] * 2 + [ReservationStatus.CANCELLED.value]
-    batch_orders: list[dict[str, Any]] = []
-    batch_holds: list[dict[str, Any]] = []
+    statuses = [ReservationStatus.EXPIRED] * 2 + [ReservationStatus.CANCELLED]
+    batch_orders: list[Order] = []
+    batch_holds: list[Reservation] = []
     for n in range(holds):
         created = now - timedelta(seconds=rng.randrange(DAYS * 86_400))
         product = rng.choice(products)
         quantity = rng.choice([1, 1, 1, 2, 2, 3])
         hold_id = ObjectId()
-        status = ReservationStatus.COMPLETED.value if n < orders else rng.choice(statuses)
+        status = ReservationStatus.COMPLETED if n < orders else rng.choice(statuses)
         batch_holds.append(
-            {
-                "_id": hold_id,
-                "product_id": product,
-                "customer_id": ObjectId(),
-                "quantity": quantity,
-                "status": status,
-                "created_at": created,
-                "expires_at": created + timedelta(minutes=10),
-            }
+            Reservation(
+                id=hold_id,
+                product_id=product,
+                customer_id=ObjectId(),
+                quantity=quantity,
+                status=status,
+                created_at=created,
+                expires_at=created + timedelta(minutes=10),
+            )
         )
         if n < orders:
             batch_orders.append(
-                {
-                    "reservation_id": hold_id,
-                    "product_id": product,
-                    "customer_id": ObjectId(),
-                    "quantity": quantity,
-                    "unit_price_cents": 999,
-                    "total_cents": 999 * quantity,
-                    "created_at": created + timedelta(seconds=rng.randrange(30, 600)),
-                }
+                Order(
+                    reservation_id=hold_id,
+                    product_id=product,
+                    customer_id=ObjectId(),
+                    quantity=quantity,
+                    unit_price_cents=999,
+                    total_cents=999 * quantity,
+                    created_at=created + timedelta(seconds=rng.randrange(30, 600)),
+                )
             )
         if len(batch_holds) >= BATCH:
-            await database["reservations"].insert_many(batch_holds)
+            await Reservation.insert_many(database, batch_holds)
             batch_holds = []
         if len(batch_orders) >= BATCH:
-            await database["orders"].insert_many(batch_orders)
+            await Order.insert_many(database, batch_orders)
             batch_orders = []
     if batch_holds:
-        await database["reservations"].insert_many(batch_holds)
+        await Reservation.insert_many(database, batch_holds)
     if batch_orders:
-        await database["orders"].insert_many(batch_orders)
+        await Order.insert_many(database, batch_orders)
 
 
 async def _run(uri: str, sizes: list[int]) -> list[str]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
+    client = mongo_client(uri)  # configured as the application's
     lines = []
     try:
         for size in sizes:
             database = client[f"flashsale_bench_{uuid.uuid4().hex[:8]}"]
-            # The indexes the application creates (models/).
-            await database["orders"].create_index([("created_at", 1), ("product_id", 1)])
-            await database["reservations"].create_index([("created_at", 1), ("status", 1)])
-            await database[rollups.SALES].create_index([("day", 1), ("product_id", 1)], unique=True)
-            await database[rollups.FUNNEL].create_index(
-                [("day", 1), ("product_id", 1), ("status", 1)], unique=True
-            )
+            await ensure_indexes(database)  # the application's, as models/ declares them
             now = datetime.now(UTC).replace(microsecond=0)
             started = time.perf_counter()
             await _seed(database, size, random.Random(size), now)

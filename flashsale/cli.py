@@ -233,7 +233,7 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
         try:
             ids = await services.background.refresh_products()
             if args.rebuild_rollups and not args.dry_run:
-                await rebuild_rollups(services.engine.database)
+                await rebuild_rollups(services.database)
             repairs = await services.background.reconciler.run(ids, dry_run=args.dry_run)
             report = await audit(services.engine, ids)
         finally:

@@ -1,19 +1,19 @@
 from datetime import datetime
 
 import pymongo
-from beanie import Document, PydanticObjectId
 from pydantic import Field
 from pymongo import IndexModel
 
 from models.common import utcnow
+from models.stored import ObjectIdField, Stored
 
 
-class Order(Document):
+class Order(Stored):
     """Created by checkout from one reservation, at the unit price of that moment."""
 
-    reservation_id: PydanticObjectId
-    product_id: PydanticObjectId
-    customer_id: PydanticObjectId
+    reservation_id: ObjectIdField
+    product_id: ObjectIdField
+    customer_id: ObjectIdField
     quantity: int = Field(ge=1)
     unit_price_cents: int = Field(ge=0)
     total_cents: int = Field(ge=0)

@@ -1,11 +1,11 @@
 from datetime import datetime
 
 import pymongo
-from beanie import Document
 from pydantic import BaseModel, Field
 from pymongo import IndexModel
 
 from models.common import utcnow
+from models.stored import Stored
 
 
 class WaitingRoomRule(BaseModel):
@@ -20,7 +20,7 @@ class WaitingRoomRule(BaseModel):
     oversubscription_percent: int = Field(default=100, ge=100)
 
 
-class Product(Document):
+class Product(Stored):
     """A product on sale. Money is integer cents; `sold` only ever grows, by checkout."""
 
     name: str

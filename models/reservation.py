@@ -2,11 +2,11 @@ from datetime import datetime
 from enum import StrEnum
 
 import pymongo
-from beanie import Document, PydanticObjectId
 from pydantic import Field
 from pymongo import IndexModel
 
 from models.common import utcnow
+from models.stored import ObjectIdField, Stored
 
 
 class ReservationStatus(StrEnum):
@@ -16,15 +16,16 @@ class ReservationStatus(StrEnum):
     EXPIRED = "EXPIRED"
 
 
-class Reservation(Document):
+class Reservation(Stored):
     """A hold on stock. ACTIVE -> COMPLETED | CANCELLED | EXPIRED; terminal states are final.
 
     The idempotency key is kept for the record only: Redis decides it, per customer and
     product, for 24 hours (after that the same key makes a new hold), so it is not unique
-    here. Older versions had a unique index on (customer, key); see LEGACY_INDEXES."""
+    here. Older versions had a unique index on (customer, key); see
+    models.indexes.LEGACY_INDEXES."""
 
-    product_id: PydanticObjectId
-    customer_id: PydanticObjectId
+    product_id: ObjectIdField
+    customer_id: ObjectIdField
     quantity: int = Field(ge=1)
     status: ReservationStatus = ReservationStatus.ACTIVE
     idempotency_key: str | None = None
@@ -39,7 +40,3 @@ class Reservation(Document):
             IndexModel([("product_id", pymongo.ASCENDING), ("status", pymongo.ASCENDING)]),
             IndexModel([("created_at", pymongo.ASCENDING), ("status", pymongo.ASCENDING)]),
         ]
-
-
-# Indexes earlier versions declared that must not stay: dropped at start-up where they exist.
-LEGACY_INDEXES = {"reservations": ["customer_id_1_idempotency_key_1"]}

@@ -1,15 +1,16 @@
 from datetime import datetime
 
 import pymongo
-from beanie import Document, PydanticObjectId
 from pymongo import IndexModel
 
+from models.stored import ObjectIdField, Stored
 
-class DailySales(Document):
+
+class DailySales(Stored):
     """Orders of one product on one UTC day, kept in step by checkout (same transaction)."""
 
     day: datetime  # midnight UTC
-    product_id: PydanticObjectId
+    product_id: ObjectIdField
     revenue_cents: int = 0
     units: int = 0
     orders: int = 0
@@ -21,12 +22,12 @@ class DailySales(Document):
         ]
 
 
-class DailyFunnel(Document):
+class DailyFunnel(Stored):
     """Holds of one product created on one UTC day that are now in one status, kept in step
     by whoever records the hold's state (the persister, checkout), in the same transaction."""
 
     day: datetime  # midnight UTC, of the hold's created_at
-    product_id: PydanticObjectId
+    product_id: ObjectIdField
     status: str
     holds: int = 0
 

@@ -1,11 +1,11 @@
 from datetime import datetime
 from enum import StrEnum
 
-from beanie import Document
 from pydantic import Field
 from pymongo import IndexModel
 
 from models.common import utcnow
+from models.stored import Stored
 
 
 class Role(StrEnum):
@@ -13,7 +13,7 @@ class Role(StrEnum):
     CUSTOMER = "CUSTOMER"
 
 
-class User(Document):
+class User(Stored):
     email: str  # stored lower-cased; unique
     password_hash: str
     role: Role = Role.CUSTOMER

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from bson import ObjectId
 
 from analytics import rollups
-from models import ReservationStatus
+from models import Order, Product, Reservation, ReservationStatus
 from reservations.service import ReservationEngine
 
 
@@ -25,10 +25,12 @@ class AuditReport:
 async def audit(engine: ReservationEngine, product_ids: Iterable[ObjectId]) -> AuditReport:
     report = AuditReport()
     database = engine.database
+    products, orders = Product.collection(database), Order.collection(database)
+    reservations = Reservation.collection(database)
     for product_id in product_ids:
         report.products += 1
         live = (await engine.store.counters([product_id])).get(product_id)
-        product = await database["products"].find_one({"_id": product_id})
+        product = await products.find_one({"_id": product_id})
         if product is None or live is None:
             report.problems.append(f"{product_id}: missing (mongo={product is not None})")
             continue
@@ -54,10 +56,10 @@ async def audit(engine: ReservationEngine, product_ids: Iterable[ObjectId]) -> A
                 f"{where}: Redis sold {sold} != its sold record {sum(counted.values())}"
             )
         order_holds = set()
-        async for order in database["orders"].find({"product_id": product_id}):
+        async for order in orders.find({"product_id": product_id}):
             ordered += order["quantity"]
             order_holds.add(str(order["reservation_id"]))
-            reservation = await database["reservations"].find_one({"_id": order["reservation_id"]})
+            reservation = await reservations.find_one({"_id": order["reservation_id"]})
             if reservation is None or reservation["status"] != ReservationStatus.COMPLETED.value:
                 report.problems.append(f"{where}: order {order['_id']} without a COMPLETED hold")
         if order_holds != set(counted):
@@ -70,7 +72,7 @@ async def audit(engine: ReservationEngine, product_ids: Iterable[ObjectId]) -> A
                 f"{where}: orders add up to {ordered}, sold is {product['sold']}"
             )
         active = 0
-        async for document in database["reservations"].find(
+        async for document in reservations.find(
             {"product_id": product_id, "status": ReservationStatus.ACTIVE.value}
         ):
             active += document["quantity"]

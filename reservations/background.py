@@ -13,6 +13,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
+from models import Product
 from reservations.persister import ChangeLogPersister
 from reservations.reconcile import RECONCILE_SECONDS, Reconciler
 from reservations.room_recorder import RoomRecorder
@@ -44,9 +45,9 @@ class BackgroundTasks:
     ) -> None:
         self.engine = engine
         self.persister = persister
-        self.reconciler = Reconciler(engine, persister)
+        self.reconciler = Reconciler(engine)
         self.room_recorder = RoomRecorder(engine.redis, database)
-        self._products = database["products"]
+        self._products = Product.collection(database)
         self.product_ids: list[ObjectId] = []
         self.room_product_ids: list[ObjectId] = []
         self._tasks: list[asyncio.Task[None]] = []

@@ -1,8 +1,11 @@
-"""The engine's record in MongoDB: every write of the checkout path in one place (the order,
-the product's sold count under its stock guard, the reservation COMPLETED, the daily sales
-and funnel rollups), each sale or group of sales in one transaction, and the reads that
-find what it recorded. Idempotent: an order is unique per reservation, so a sale recorded
-twice is found, never made twice. The persister records the other states of holds.
+"""The engine's record in MongoDB: every write of orders, reservations and rollups in one
+place. A sale (the order, the product's sold count under its stock guard, the reservation
+COMPLETED, the daily sales and funnel rollups) or a group of sales in one transaction;
+the states of holds the persister and the reconciler record, a batch in one transaction;
+and the reads that find what it recorded. Idempotent: an order is unique per reservation,
+so a sale recorded twice is found, never made twice, and a hold's state is recorded only
+over an ACTIVE record, so a replay changes nothing. The documents come from
+reservations/records.py.
 """
 
 from dataclasses import replace
@@ -17,14 +20,21 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from analytics.rollups import FunnelMoves, add_sale
-from models import ReservationStatus
+from models import Order, Product, Reservation, ReservationStatus
 from reservations.errors import OutOfStock
+from reservations.records import (
+    hold_from_document,
+    inserted_fields,
+    order_document,
+    sale_from_documents,
+)
 from reservations.values import (
     Clock,
     Hold,
     RecordedOrder,
     ReservationId,
     Sale,
+    system_clock,
     to_datetime,
     unguessable_id,
 )
@@ -32,6 +42,8 @@ from reservations.values import (
 # How long one sale's transaction may take, its retries included (see checkout.py for the
 # batching around it).
 CHECKOUT_TIMEOUT_SECONDS = 5.0
+# How long one batch of holds' states may take, its retries included.
+RECORD_TIMEOUT_SECONDS = 10.0
 
 
 class _Refused(Exception):
@@ -40,12 +52,14 @@ class _Refused(Exception):
 
 
 class Ledger:
-    def __init__(self, database: AsyncDatabase[dict[str, Any]], clock: Clock) -> None:
+    def __init__(
+        self, database: AsyncDatabase[dict[str, Any]], clock: Clock = system_clock
+    ) -> None:
         self.database = database
         self.clock = clock
-        self._products = database["products"]
-        self._reservations = database["reservations"]
-        self._orders = database["orders"]
+        self._products = Product.collection(database)
+        self._reservations = Reservation.collection(database)
+        self._orders = Order.collection(database)
 
     async def record_sale(self, hold: Hold) -> Sale:
         """The durable step: one transaction, retried on transient errors within
@@ -78,7 +92,7 @@ class Ledger:
                 price * hold.quantity,
                 now,
             )
-            await self._orders.insert_one(_order_document(sale), session=session)
+            await self._orders.insert_one(order_document(sale), session=session)
             await self._reservations.update_one(
                 *_completion(hold, now), upsert=True, session=session
             )
@@ -168,7 +182,7 @@ class Ledger:
             for hold in holds
         ]
         await self._orders.insert_many(
-            [_order_document(sale) for sale in sales], ordered=True, session=session
+            [order_document(sale) for sale in sales], ordered=True, session=session
         )
         await self._reservations.bulk_write(
             [UpdateOne(*_completion(hold, now), upsert=True) for hold in holds],
@@ -189,6 +203,59 @@ class Ledger:
             _count_completed(funnel, sale.hold, recorded.get(sale.hold.id.hold_id))
         await funnel.save(self.database, session)
         return sales
+
+    async def record_holds(self, product_id: ObjectId, holds: list[Hold]) -> None:
+        """Record these states of holds of one product, in one transaction (retried on
+        transient errors, within RECORD_TIMEOUT_SECONDS). Idempotent: replaying them
+        changes nothing."""
+        if not holds:
+            return
+        with pymongo.timeout(RECORD_TIMEOUT_SECONDS):  # bounds the retries too
+            async with self.database.client.start_session() as session:
+                await session.with_transaction(
+                    lambda session: self._holds_transaction(product_id, holds, session)
+                )
+
+    async def _holds_transaction(
+        self, product_id: ObjectId, holds: list[Hold], session: AsyncClientSession
+    ) -> None:
+        """One transaction: each hold's state, and the funnel rollup moved to match. The
+        writes only insert a missing hold or end an ACTIVE one, so a replayed entry changes
+        nothing; the rollup follows what the writes will do, read in the same snapshot."""
+        active = ReservationStatus.ACTIVE
+        hold_ids = list({hold.id.hold_id for hold in holds})
+        recorded: dict[ObjectId, tuple[str, datetime]] = {
+            document["_id"]: (document["status"], document["created_at"])
+            async for document in self._reservations.find(
+                {"_id": {"$in": hold_ids}}, {"status": 1, "created_at": 1}, session=session
+            )
+        }
+        funnel = FunnelMoves()
+        operations: list[UpdateOne] = []
+        for hold in holds:
+            hold_id = hold.id.hold_id
+            # Inserted ACTIVE, then ended below: one path for a new hold and a known one.
+            begun = replace(hold, status=active, ended_at=None)
+            operations.append(
+                UpdateOne({"_id": hold_id}, {"$setOnInsert": inserted_fields(begun)}, upsert=True)
+            )
+            if hold_id not in recorded:
+                recorded[hold_id] = (active.value, hold.created_at)
+                funnel.created(product_id, hold.created_at, active.value)
+            if hold.status is not active:
+                # Only an ACTIVE record may end, so a terminal state never changes again.
+                operations.append(
+                    UpdateOne(
+                        {"_id": hold_id, "status": active.value},
+                        {"$set": {"status": hold.status.value, "ended_at": hold.ended_at}},
+                    )
+                )
+                was, created = recorded[hold_id]
+                if was == active.value:
+                    recorded[hold_id] = (hold.status.value, created)
+                    funnel.moved(product_id, created, was, hold.status.value)
+        await self._reservations.bulk_write(operations, ordered=True, session=session)
+        await funnel.save(self.database, session)
 
     async def recorded_sale(
         self, hold_id: ObjectId, session: AsyncClientSession | None = None
@@ -242,52 +309,12 @@ class Ledger:
         return hold_from_document(document)
 
 
-def sale_from_documents(order: dict[str, Any], reservation: dict[str, Any] | None) -> Sale:
-    """A sale from its order and, if MongoDB has it, its reservation document."""
-    hold = (
-        hold_from_document(reservation)
-        if reservation
-        else Hold(
-            id=ReservationId(order["product_id"], order["reservation_id"]),
-            customer_id=order["customer_id"],
-            quantity=order["quantity"],
-            status=ReservationStatus.COMPLETED,
-            created_at=order["created_at"],
-            expires_at=order["created_at"],
-        )
-    )
-    return Sale(
-        order["_id"], hold, order["unit_price_cents"], order["total_cents"], order["created_at"]
-    )
-
-
-def _order_document(sale: Sale) -> dict[str, Any]:
-    hold = sale.hold
-    return {
-        "_id": sale.order_id,
-        "reservation_id": hold.id.hold_id,
-        "product_id": hold.product_id,
-        "customer_id": hold.customer_id,
-        "quantity": hold.quantity,
-        "unit_price_cents": sale.unit_price_cents,
-        "total_cents": sale.total_cents,
-        "created_at": sale.created_at,
-    }
-
-
 def _completion(hold: Hold, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
     """The filter and update that record the hold COMPLETED (inserting it if the persister
     has not recorded it yet)."""
     return {"_id": hold.id.hold_id}, {
         "$set": {"status": ReservationStatus.COMPLETED.value, "ended_at": now},
-        "$setOnInsert": {
-            "product_id": hold.product_id,
-            "customer_id": hold.customer_id,
-            "quantity": hold.quantity,
-            "created_at": hold.created_at,
-            "expires_at": hold.expires_at,
-            "idempotency_key": hold.idempotency_key,
-        },
+        "$setOnInsert": inserted_fields(hold, without=("status", "ended_at")),
     }
 
 
@@ -298,17 +325,3 @@ def _count_completed(funnel: FunnelMoves, hold: Hold, recorded: dict[str, Any] |
         funnel.created(hold.product_id, hold.created_at, completed)
     elif recorded["status"] != completed:
         funnel.moved(hold.product_id, recorded["created_at"], recorded["status"], completed)
-
-
-def hold_from_document(document: dict[str, Any]) -> Hold:
-    """A hold from its reservation document."""
-    return Hold(
-        id=ReservationId(document["product_id"], document["_id"]),
-        customer_id=document["customer_id"],
-        quantity=document["quantity"],
-        status=ReservationStatus(document["status"]),
-        created_at=document["created_at"],
-        expires_at=document["expires_at"],
-        idempotency_key=document.get("idempotency_key"),
-        ended_at=document.get("ended_at"),
-    )

@@ -10,6 +10,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
+from models import Product
 from reservations.errors import ProductMissing
 from reservations.ledger import Ledger
 from reservations.store import StockStore
@@ -32,7 +33,7 @@ class StockLoader:
         self.ledger = ledger
         self.default_hold_ms = default_hold_ms
         self.clock = clock
-        self._products = database["products"]
+        self._products = Product.collection(database)
         self._loading: dict[ObjectId, asyncio.Future[set[ObjectId]]] = {}
 
     async def ensure_loaded(self, product_id: ObjectId) -> None:

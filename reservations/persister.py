@@ -1,8 +1,8 @@
 """Records every hold's state in MongoDB from the per-product change logs (Redis streams).
 
-At-least-once and idempotent: entries are read through a consumer group, written with
-upserts whose filters keep terminal states final (one transaction per batch, which also moves
-the daily funnel rollup to match), then acknowledged. Entries left pending by
+At-least-once and idempotent: entries are read through a consumer group, recorded by the
+ledger (one transaction per batch, whose filters keep terminal states final and which also
+moves the daily funnel rollup to match), then acknowledged. Entries left pending by
 a dead process are claimed by another after a while. Ended holds are then dropped from Redis.
 """
 
@@ -11,24 +11,20 @@ import os
 import socket
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
-import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import UpdateOne
-from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from analytics.rollups import FunnelMoves
 from core.outages import mongodb_outage
 from models import ReservationStatus
 from reservations.codec import hold_from_change
 from reservations.keys import ProductKeys
+from reservations.ledger import Ledger
 from reservations.store import StockStore
 from reservations.values import Hold, text
 from telemetry import PERSISTED, PERSISTER_LAG, PERSISTER_POISONED
@@ -38,7 +34,6 @@ logger = logging.getLogger("flashsale.persister")
 GROUP = "persister"
 BATCH = 500
 STALE_PENDING_MS = 30_000
-TRANSACTION_TIMEOUT_SECONDS = 10
 
 
 def _entries(reply: Any) -> list[Any]:
@@ -60,8 +55,7 @@ class ChangeLogPersister:
     ) -> None:
         self.redis = redis
         self.store = StockStore(redis)
-        self.database = database
-        self._reservations = database["reservations"]
+        self.ledger = Ledger(database)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._groups: set[ObjectId] = set()
 
@@ -133,13 +127,13 @@ class ChangeLogPersister:
             except (KeyError, ValueError, TypeError, InvalidId) as exc:
                 self._poisoned(keys, entry_id, change, exc)
         try:
-            await self.record(keys.product_id, [hold for _, hold in holds])
+            await self.ledger.record_holds(keys.product_id, [hold for _, hold in holds])
         except PyMongoError as exc:
             if mongodb_outage(exc):
                 raise
             for entry_id, hold in holds:
                 try:
-                    await self.record(keys.product_id, [hold])
+                    await self.ledger.record_holds(keys.product_id, [hold])
                 except PyMongoError as single:
                     if mongodb_outage(single):
                         raise
@@ -162,69 +156,6 @@ class ChangeLogPersister:
             what,
             error,
         )
-
-    async def record(self, product_id: ObjectId, holds: list[Hold]) -> None:
-        """Record these states of holds of one product, in one transaction (retried on
-        transient errors, bounded). Idempotent: replaying them changes nothing."""
-        if not holds:
-            return
-        with pymongo.timeout(TRANSACTION_TIMEOUT_SECONDS):  # bounds the retries too
-            async with self.database.client.start_session() as session:
-                await session.with_transaction(
-                    lambda session: self._record(product_id, holds, session)
-                )
-
-    async def _record(
-        self, product_id: ObjectId, holds: list[Hold], session: AsyncClientSession
-    ) -> None:
-        """One transaction: each hold's state, and the funnel rollup moved to match. The
-        writes only insert a missing hold or end an ACTIVE one, so a replayed entry changes
-        nothing; the rollup follows what the writes will do, read in the same snapshot."""
-        hold_ids = list({hold.id.hold_id for hold in holds})
-        recorded: dict[ObjectId, tuple[str, datetime]] = {
-            document["_id"]: (document["status"], document["created_at"])
-            async for document in self._reservations.find(
-                {"_id": {"$in": hold_ids}}, {"status": 1, "created_at": 1}, session=session
-            )
-        }
-        funnel = FunnelMoves()
-        operations: list[UpdateOne] = []
-        for hold in holds:
-            hold_id = hold.id.hold_id
-            operations.append(
-                UpdateOne(
-                    {"_id": hold_id},
-                    {
-                        "$setOnInsert": {
-                            "product_id": product_id,
-                            "customer_id": hold.customer_id,
-                            "quantity": hold.quantity,
-                            "status": ReservationStatus.ACTIVE.value,
-                            "idempotency_key": hold.idempotency_key,
-                            "created_at": hold.created_at,
-                            "expires_at": hold.expires_at,
-                        }
-                    },
-                    upsert=True,
-                )
-            )
-            if hold_id not in recorded:
-                recorded[hold_id] = (ReservationStatus.ACTIVE.value, hold.created_at)
-                funnel.created(product_id, hold.created_at, ReservationStatus.ACTIVE.value)
-            if hold.status is not ReservationStatus.ACTIVE:
-                # Only an ACTIVE record may end, so a terminal state never changes again.
-                operations.append(
-                    UpdateOne(
-                        {"_id": hold_id, "status": ReservationStatus.ACTIVE.value},
-                        {"$set": {"status": hold.status.value, "ended_at": hold.ended_at}},
-                    )
-                )
-                was, created = recorded[hold_id]
-                if was == ReservationStatus.ACTIVE.value:
-                    recorded[hold_id] = (hold.status.value, created)
-                    funnel.moved(product_id, created, was, hold.status.value)
-        await self._reservations.bulk_write(operations, ordered=True, session=session)
-        await funnel.save(self.database, session)
 
     async def backlog(self, product_ids: Iterable[ObjectId]) -> int:
         """How many entries of these products' logs no persister has recorded yet: those

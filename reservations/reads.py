@@ -8,10 +8,11 @@ from typing import Any
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
-from models import ReservationStatus
+from models import Order, Reservation, ReservationStatus
 from reservations.errors import ReservationNotFound, ServiceUnavailable
-from reservations.ledger import Ledger, hold_from_document, sale_from_documents
+from reservations.ledger import Ledger
 from reservations.loader import StockLoader
+from reservations.records import hold_from_document, sale_from_documents
 from reservations.store import StockStore
 from reservations.values import Hold, ReservationId, Sale, StockCounters
 
@@ -27,8 +28,8 @@ class Reads:
         self.store = store
         self.ledger = ledger
         self.loader = loader
-        self._reservations = database["reservations"]
-        self._orders = database["orders"]
+        self._reservations = Reservation.collection(database)
+        self._orders = Order.collection(database)
 
     async def counters(self, product_ids: Iterable[ObjectId]) -> dict[ObjectId, StockCounters]:
         """Live counters for these products, in one round trip (loading missing ones)."""

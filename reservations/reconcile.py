@@ -21,11 +21,9 @@ from typing import Any
 
 from bson import ObjectId
 
-from models import ReservationStatus
+from models import Product, Reservation, ReservationStatus
 from reservations.checkout import ABANDONED_CLAIM_MS
 from reservations.errors import ProductMissing
-from reservations.ledger import hold_from_document
-from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine
 from reservations.values import to_datetime
 
@@ -84,9 +82,8 @@ class ProductRepair:
 
 
 class Reconciler:
-    def __init__(self, engine: ReservationEngine, persister: ChangeLogPersister) -> None:
+    def __init__(self, engine: ReservationEngine) -> None:
         self.engine = engine
-        self.persister = persister
 
     async def run(
         self, product_ids: Iterable[ObjectId], *, dry_run: bool = False
@@ -131,7 +128,7 @@ class Reconciler:
     async def _sync_rules(self, repair: ProductRepair, *, dry_run: bool) -> None:
         """A product change MongoDB took while Redis was out of reach (restock, new rules)."""
         engine = self.engine
-        product = await engine.database["products"].find_one({"_id": repair.product_id})
+        product = await Product.collection(engine.database).find_one({"_id": repair.product_id})
         if product is None:
             raise ProductMissing(repair.product_id)
         held = await engine.store.rules_version(repair.product_id)
@@ -174,13 +171,8 @@ class Reconciler:
         records are read before Redis's holds, so a hold made meanwhile is never taken for
         one Redis lost."""
         product_id = repair.product_id
-        reservations = self.engine.database["reservations"]
-        active = [
-            hold_from_document(document)
-            async for document in reservations.find(
-                {"product_id": product_id, "status": ReservationStatus.ACTIVE.value}
-            )
-        ]
+        reservations = Reservation.collection(self.engine.database)
+        active = await self.engine.ledger.active_holds(product_id)
         live = {hold.id.hold_id: hold for hold in await self.engine.store.product_holds(product_id)}
         statuses = {
             document["_id"]: document["status"]
@@ -201,4 +193,4 @@ class Reconciler:
         ]
         repair.recorded, repair.ended = len(behind), len(unknown)
         if not dry_run and (behind or unknown):
-            await self.persister.record(product_id, behind + unknown)
+            await self.engine.ledger.record_holds(product_id, behind + unknown)

@@ -16,6 +16,7 @@ from pymongo.errors import BulkWriteError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from models import RoomTicket
 from reservations.keys import ProductKeys
 from reservations.values import text, to_datetime
 
@@ -68,7 +69,7 @@ class RoomRecorder:
         consumer: str | None = None,
     ) -> None:
         self.redis = redis
-        self._tickets = database["room_tickets"]
+        self._tickets = RoomTicket.collection(database)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._groups: set[ObjectId] = set()
 

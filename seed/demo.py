@@ -7,9 +7,11 @@ live demo stock, and each of those products' `sold` is set to the sum of its ord
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bson import ObjectId
 from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
 
 from analytics.rollups import rebuild as rebuild_rollups
 from catalog.validation import DEFAULT_MAX_PER_CUSTOMER
@@ -62,16 +64,19 @@ class SeedReport:
         return "\n".join(lines)
 
 
-async def _upsert_product(name: str, fields: dict[str, object]) -> tuple[Product, bool]:
+async def _upsert_product(
+    database: AsyncDatabase[dict[str, Any]], name: str, fields: dict[str, object]
+) -> tuple[Product, bool]:
     now = utcnow()
-    result = await Product.get_pymongo_collection().update_one(
+    products = Product.collection(database)
+    result = await products.update_one(
         {"name": name},
         {"$setOnInsert": {"name": name, "sold": 0, "created_at": now, "updated_at": now, **fields}},
         upsert=True,
     )
-    product = await Product.find_one(Product.name == name)
-    assert product is not None
-    return product, result.upserted_id is not None
+    document = await products.find_one({"name": name})
+    assert document is not None
+    return Product.from_mongo(document), result.upserted_id is not None
 
 
 async def seed(services: Services, *, orders: int = 0, rng_seed: int = 42) -> SeedReport:
@@ -88,6 +93,7 @@ async def seed(services: Services, *, orders: int = 0, rng_seed: int = 42) -> Se
     created_products = 0
     for name, description, price, stock, per_customer in DEMO_PRODUCTS:
         _, created = await _upsert_product(
+            services.database,
             name,
             {
                 "description": description,
@@ -102,11 +108,18 @@ async def seed(services: Services, *, orders: int = 0, rng_seed: int = 42) -> Se
         created_products += created
     report = SeedReport(admin.email, admin_created, created_customers, created_products)
     if orders:
-        report.history = await seed_history(customers, orders, random.Random(rng_seed))
+        report.history = await seed_history(
+            services.database, customers, orders, random.Random(rng_seed)
+        )
     return report
 
 
-async def seed_history(customers: list[User], orders: int, rng: random.Random) -> dict[str, int]:
+async def seed_history(
+    database: AsyncDatabase[dict[str, Any]],
+    customers: list[User],
+    orders: int,
+    rng: random.Random,
+) -> dict[str, int]:
     """`orders` completed reservations with their orders, plus expired and cancelled holds,
     spread over the last 30 days. Keyed by `seed-<n>` idempotency keys: running it again
     with the same or a smaller N adds nothing."""
@@ -114,6 +127,7 @@ async def seed_history(customers: list[User], orders: int, rng: random.Random) -
     past: list[Product] = []
     for name, price in PAST_SALES:
         product, _ = await _upsert_product(
+            database,
             name,
             {
                 "description": "A sale that has ended (seeded history).",
@@ -141,21 +155,20 @@ async def seed_history(customers: list[User], orders: int, rng: random.Random) -
         created_at = now - timedelta(seconds=rng.randrange(HISTORY_DAYS * 86_400))
         key = f"seed-{n}"
         ended_at = created_at + timedelta(seconds=rng.randrange(30, 600))
+        reservation = Reservation(
+            product_id=product.id,
+            customer_id=customer.id,
+            quantity=quantity,
+            status=status,
+            idempotency_key=key,
+            created_at=created_at,
+            expires_at=created_at + timedelta(minutes=10),
+            ended_at=ended_at,
+        )
         reservation_ops.append(
             UpdateOne(
                 {"customer_id": customer.id, "idempotency_key": key},
-                {
-                    "$setOnInsert": {
-                        "product_id": product.id,
-                        "customer_id": customer.id,
-                        "quantity": quantity,
-                        "status": status.value,
-                        "idempotency_key": key,
-                        "created_at": created_at,
-                        "expires_at": created_at + timedelta(minutes=10),
-                        "ended_at": ended_at,
-                    }
-                },
+                {"$setOnInsert": reservation.to_mongo()},
                 upsert=True,
             )
         )
@@ -173,7 +186,7 @@ async def seed_history(customers: list[User], orders: int, rng: random.Random) -
                     },
                 )
             )
-    reservations = Reservation.get_pymongo_collection()
+    reservations = Reservation.collection(database)
     for start in range(0, len(reservation_ops), BATCH):
         await reservations.bulk_write(reservation_ops[start : start + BATCH], ordered=False)
 
@@ -185,12 +198,12 @@ async def seed_history(customers: list[User], orders: int, rng: random.Random) -
     order_ops = [
         UpdateOne(
             {"reservation_id": ids[key]},
-            {"$setOnInsert": {"reservation_id": ids[key], **fields}},
+            {"$setOnInsert": Order.from_mongo({"reservation_id": ids[key], **fields}).to_mongo()},
             upsert=True,
         )
         for key, fields in planned_orders
     ]
-    order_collection = Order.get_pymongo_collection()
+    order_collection = Order.collection(database)
     for start in range(0, len(order_ops), BATCH):
         await order_collection.bulk_write(order_ops[start : start + BATCH], ordered=False)
 
@@ -204,10 +217,10 @@ async def seed_history(customers: list[User], orders: int, rng: random.Random) -
             ]
         ):
             sold = int(row["units"])
-        await Product.get_pymongo_collection().update_one(
+        await Product.collection(database).update_one(
             {"_id": product.id}, {"$set": {"sold": sold, "total_stock": sold}}
         )
-    await rebuild_rollups(order_collection.database)  # these orders bypassed checkout
+    await rebuild_rollups(database)  # these orders bypassed checkout
     return {
         "orders": await order_collection.count_documents({}),
         "reservations": await reservations.count_documents({}),
@@ -222,7 +235,8 @@ async def run_seed(settings: Settings, *, orders: int = 0) -> SeedReport:
         await services.close()
 
 
-SEEDED = {"_id": "demo_seed"}  # in the `meta` collection, written once the seed is complete
+META = "meta"  # the seed's own marker; no document type
+SEEDED = {"_id": "demo_seed"}  # in META, written once the seed is complete
 
 
 async def seed_on_first_start(services: Services) -> SeedReport | None:
@@ -230,7 +244,7 @@ async def seed_on_first_start(services: Services) -> SeedReport | None:
     The seed is a series of upserts and its marker is written last, so a start interrupted
     mid-seed leaves a folder that the next start completes. Returns None when it was
     already done."""
-    meta = services.mongo[services.settings.mongodb_db]["meta"]
+    meta = services.database[META]
     if await meta.find_one(SEEDED) is not None:
         return None
     report = await seed(services)
@@ -242,15 +256,16 @@ async def demo_accounts(services: Services) -> str:
     """Which demo accounts exist, for the start-up banner; their passwords only in
     development mode."""
     settings = services.settings
-    found = {user.email async for user in User.find({"email": {"$in": CUSTOMERS}})}
-    admin = await User.find_one(User.email == settings.admin_email)
+    users = User.collection(services.database)
+    found = {user["email"] async for user in users.find({"email": {"$in": CUSTOMERS}})}
+    admin = await users.find_one({"email": settings.admin_email})
     shown = settings.is_development
     lines = []
     if admin is not None:
         secret = (
             f"password {settings.admin_password!r}" if shown else "password from ADMIN_PASSWORD"
         )
-        lines.append(f"flashsale: admin {admin.email} ({secret})")
+        lines.append(f"flashsale: admin {admin['email']} ({secret})")
     customers = [email for email in CUSTOMERS if email in found]
     if customers:
         secret = f" (password {CUSTOMER_PASSWORD!r})" if shown else ""

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from beanie import init_beanie
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -24,7 +23,7 @@ from accounts.tokens import TokenService
 from catalog.service import CatalogService
 from core.errors import StoreUnreachable
 from core.settings import Settings
-from models import DOCUMENT_MODELS, LEGACY_INDEXES
+from models import ensure_indexes
 from ratelimit import RateLimits, build_rate_limits
 from reservations import (
     CATALOG_CHANNEL,
@@ -67,7 +66,7 @@ class Services:
     @property
     def database(self) -> AsyncDatabase[dict[str, Any]]:
         """The application's MongoDB database (MONGODB_DB), for the plain functions that
-        take one (analytics)."""
+        take one (analytics, the seed)."""
         return self.mongo[self.settings.mongodb_db]
 
     async def readiness(self) -> dict[str, bool]:
@@ -140,16 +139,6 @@ def redis_client(url: str, *, cluster: bool) -> Redis:
     )
 
 
-async def drop_legacy_indexes(database: Any) -> None:
-    """Indexes an older version created that would now refuse valid writes."""
-    for collection, names in LEGACY_INDEXES.items():
-        existing = await database[collection].index_information()
-        for name in names:
-            if name in existing:
-                logger.info("dropping legacy index %s.%s", collection, name)
-                await database[collection].drop_index(name)
-
-
 def mongo_client(uri: str) -> AsyncMongoClient:  # type: ignore[type-arg]
     """The process's MongoDB client, as every part of it is configured."""
     return AsyncMongoClient(
@@ -161,9 +150,9 @@ async def build_services(settings: Settings) -> Services:
     if settings.mongodb_uri is None or settings.redis_url is None:
         raise ValueError("MONGODB_URI and REDIS_URL must be set (the CLI starts embedded ones)")
     mongo = mongo_client(settings.mongodb_uri)
+    database = mongo[settings.mongodb_db]
     try:
-        await init_beanie(database=mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS)
-        await drop_legacy_indexes(mongo[settings.mongodb_db])
+        await ensure_indexes(database)
     except PyMongoError as exc:
         await mongo.close()
         raise StoreUnreachable(f"MongoDB (MONGODB_URI): {_reason(exc)}") from None
@@ -175,7 +164,6 @@ async def build_services(settings: Settings) -> Services:
         await redis.aclose()
         raise StoreUnreachable(f"Redis (REDIS_URL): {_reason(exc)}") from None
     tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_seconds)
-    database = mongo[settings.mongodb_db]
     engine = ReservationEngine(
         redis, database, default_hold_seconds=settings.reservation_ttl_seconds
     )
@@ -188,8 +176,8 @@ async def build_services(settings: Settings) -> Services:
         settings=settings,
         mongo=mongo,
         redis=redis,
-        accounts=AccountService(tokens, Passwords()),
-        catalog=CatalogService(stock=engine, announce=announce),
+        accounts=AccountService(database, tokens, Passwords()),
+        catalog=CatalogService(database, stock=engine, announce=announce),
         engine=engine,
         background=BackgroundTasks(engine, ChangeLogPersister(redis, database), database),
         events=events,

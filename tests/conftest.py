@@ -18,6 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect
 
 from core.settings import Settings, load_settings
@@ -99,6 +100,12 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         await built.close()
 
 
+@pytest.fixture
+def database(services: Services) -> AsyncDatabase[dict[str, Any]]:
+    """The suite's MongoDB database, as the services have it."""
+    return services.database
+
+
 @pytest.fixture(autouse=True)
 def clean_database(request: pytest.FixtureRequest) -> None:
     """Every test that uses the databases starts with empty collections. A plain fixture,
@@ -111,7 +118,7 @@ def clean_database(request: pytest.FixtureRequest) -> None:
 @pytest_asyncio.fixture(loop_scope="session")
 async def empty_collections(services: Services) -> None:
     for model in DOCUMENT_MODELS:
-        collection = model.get_pymongo_collection()  # type: ignore[attr-defined]
+        collection = model.collection(services.database)
         await after_a_quiet_spell(partial(collection.delete_many, {}))
 
 
@@ -166,8 +173,7 @@ def gql(client: httpx.AsyncClient) -> GraphQL:
 async def signed_in(services: Services, role: Role = Role.CUSTOMER) -> tuple[ObjectId, str]:
     """A real user (tokens of users that do not exist are refused) and a token for it."""
     user = User(email=f"{uuid.uuid4().hex}@test.example", password_hash="-", role=role)
-    await user.insert()
-    assert user.id is not None
+    await user.insert(services.database)
     return user.id, services.accounts.tokens.issue(user.id, role)
 
 

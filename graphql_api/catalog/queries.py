@@ -41,7 +41,7 @@ class CatalogQueries:
         )
         nodes = await with_counters(info, page.products)
         edges = [
-            ProductEdge(cursor=encode_cursor(document.id), node=node)  # type: ignore[arg-type]
+            ProductEdge(cursor=encode_cursor(document.id), node=node)
             for document, node in zip(page.products, nodes, strict=True)
         ]
         return ProductConnection(

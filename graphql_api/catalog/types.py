@@ -127,18 +127,16 @@ async def live_products(
     """GraphQL products with live counters, read for all of them in one Redis round trip.
     While Redis is out of reach, MongoDB's figures: its sold count and its ACTIVE records
     (they trail the live ones by the persister's delay)."""
-    ids = [d.id for d in documents if d.id]
+    ids = [d.id for d in documents]
     try:
         counters = await engine.counters(ids)
     except ServiceUnavailable:
         reserved = await engine.recorded_reserved(ids)
         counters = {
-            d.id: StockCounters(d.total_stock, d.sold, reserved.get(d.id, 0))
-            for d in documents
-            if d.id
+            d.id: StockCounters(d.total_stock, d.sold, reserved.get(d.id, 0)) for d in documents
         }
     return [
-        Product.from_document(d, counters.get(d.id), engine.hold_seconds(d.hold_seconds))  # type: ignore[arg-type]
+        Product.from_document(d, counters.get(d.id), engine.hold_seconds(d.hold_seconds))
         for d in documents
     ]
 

@@ -21,15 +21,16 @@ SHOPPERS = 200
 async def test_a_stampede_of_new_users_costs_one_read_and_each_gets_its_answer(
     services: Services,
 ) -> None:
-    inserted = await User.insert_many(
+    users = await User.insert_many(
+        services.database,
         [
             User(email=f"s{n}@example.com", password_hash="x", role=Role.CUSTOMER)
             for n in range(SHOPPERS)
-        ]
+        ],
     )
-    users: list[ObjectId] = list(inserted.inserted_ids)
-    await User.find_one(User.id == users[1]).update({"$set": {"disabled": True}})
-    await User.find_one(User.id == users[2]).delete()
+    collection = User.collection(services.database)
+    await collection.update_one({"_id": users[1]}, {"$set": {"disabled": True}})
+    await collection.delete_one({"_id": users[2]})
     reads: list[int] = []
 
     async def counted(user_ids: Collection[ObjectId]) -> dict[ObjectId, bool]:
@@ -77,7 +78,7 @@ async def test_while_mongodb_is_out_of_reach_no_request_waits_for_the_check(
 
     liveness = Liveness(lookup, clock=frozen_time.time)
     disabled = User(email="off@example.com", password_hash="x", role=Role.CUSTOMER, disabled=True)
-    await disabled.insert()
+    await disabled.insert(services.database)
     assert disabled.id is not None
     assert await liveness.refusal(disabled.id) == "disabled"
     reachable = False

@@ -14,6 +14,7 @@ from analytics import rollups
 from analytics.sales import sales_stats
 from core.errors import InvalidInput
 from models import Order, Product, Reservation, ReservationStatus
+from models.stored import Database
 from services import Services
 from tests.conftest import GraphQL, error_codes
 
@@ -21,16 +22,16 @@ DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 async def _seed(
-    rng: random.Random, orders: int, holds: int
+    database: Database, rng: random.Random, orders: int, holds: int
 ) -> tuple[list[Order], list[Reservation], dict[ObjectId, str]]:
     products = []
     for n in range(6):
         product = Product(
             name=f"P{n}", price_cents=100 * (n + 1), total_stock=10**6, max_per_customer=5
         )
-        await product.insert()
+        await product.insert(database)
         products.append(product)
-    await products[-1].delete()  # deleted after selling: its name is gone
+    await products[-1].delete(database)  # deleted after selling: its name is gone
     made_orders = []
     for _ in range(orders):
         product = rng.choice(products)
@@ -59,11 +60,11 @@ async def _seed(
         for _ in range(holds)
     ]
     if made_orders:
-        await Order.insert_many(made_orders)
+        await Order.insert_many(database, made_orders)
     if made_holds:
-        await Reservation.insert_many(made_holds)
-    await rollups.rebuild(Order.get_pymongo_collection().database)
-    names: dict[ObjectId, str] = {p.id: p.name for p in products[:-1] if p.id is not None}
+        await Reservation.insert_many(database, made_holds)
+    await rollups.rebuild(database)
+    names: dict[ObjectId, str] = {p.id: p.name for p in products[:-1]}
     return made_orders, made_holds, names
 
 
@@ -126,8 +127,8 @@ def _actual(stats: Any) -> dict[str, Any]:
 
 async def test_figures_match_an_independent_computation(services: Services) -> None:
     rng = random.Random(7)
-    orders, holds, names = await _seed(rng, orders=400, holds=700)
-    database = services.mongo[services.settings.mongodb_db]
+    database = services.database
+    orders, holds, names = await _seed(database, rng, orders=400, holds=700)
     ranges = [
         (DAY0, DAY0 + timedelta(days=11), 5),
         (DAY0 + timedelta(days=2, hours=5), DAY0 + timedelta(days=6, minutes=7), 3),
@@ -150,7 +151,7 @@ async def test_figures_match_an_independent_computation(services: Services) -> N
 
 async def test_day_edges_are_utc_and_the_end_is_excluded(services: Services) -> None:
     product = Product(name="Edge", price_cents=100, total_stock=10, max_per_customer=5)
-    await product.insert()
+    await product.insert(services.database)
     moments = [
         DAY0 - timedelta(milliseconds=1),  # before the range
         DAY0,  # first instant of day 1
@@ -159,6 +160,7 @@ async def test_day_edges_are_utc_and_the_end_is_excluded(services: Services) -> 
         DAY0 + timedelta(days=3),  # the end: excluded
     ]
     await Order.insert_many(
+        services.database,
         [
             Order(
                 reservation_id=ObjectId(),
@@ -170,7 +172,7 @@ async def test_day_edges_are_utc_and_the_end_is_excluded(services: Services) -> 
                 created_at=moment,
             )
             for moment in moments
-        ]
+        ],
     )
     database = services.mongo[services.settings.mongodb_db]
     await rollups.rebuild(database)
@@ -227,7 +229,7 @@ async def test_sales_stats_over_graphql_is_for_admins_with_exact_money(
     gql: GraphQL, services: Services, admin_token: str, customer_token: str
 ) -> None:
     product = Product(name="Phone", price_cents=79_999, total_stock=10, max_per_customer=5)
-    await product.insert()
+    await product.insert(services.database)
     for quantity, at in ((1, DAY0 + timedelta(hours=1)), (2, DAY0 + timedelta(hours=2))):
         await Order(
             reservation_id=ObjectId(),
@@ -237,7 +239,7 @@ async def test_sales_stats_over_graphql_is_for_admins_with_exact_money(
             unit_price_cents=79_999,
             total_cents=79_999 * quantity,
             created_at=at,
-        ).insert()
+        ).insert(services.database)
     await rollups.rebuild(services.mongo[services.settings.mongodb_db])
     variables = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-03T00:00:00Z"}
     refused = await gql(SALES, variables, token=customer_token)

@@ -8,7 +8,7 @@ from bson import ObjectId
 
 from catalog.service import CatalogService
 from catalog.validation import ProductDraft
-from models import Product
+from models import Database, Product
 from services import Services
 
 
@@ -19,7 +19,7 @@ async def _created(catalog: CatalogService, name: str) -> ObjectId:
 
 
 async def test_get_many_answers_those_that_exist_each_once(services: Services) -> None:
-    catalog = CatalogService()
+    catalog = CatalogService(services.database)
     first, second = await _created(catalog, "First"), await _created(catalog, "Second")
     missing = ObjectId()
     found = await catalog.get_many([second, missing, first, second])
@@ -29,16 +29,18 @@ async def test_get_many_answers_those_that_exist_each_once(services: Services) -
 
 
 async def test_get_many_serves_and_fills_the_same_cache_as_get(services: Services) -> None:
-    catalog = CatalogService()
+    catalog = CatalogService(services.database)
     product = await _created(catalog, "Cached")
     await catalog.get_many([product])
     # Changed behind the cache's back (as by another process): the cached copy answers.
-    await Product.get_pymongo_collection().update_one({"_id": product}, {"$set": {"name": "New"}})
+    await Product.collection(services.database).update_one(
+        {"_id": product}, {"$set": {"name": "New"}}
+    )
     cached = await catalog.get(product)
     assert cached is not None
     assert cached.name == "Cached"
     assert (await catalog.get_many([product]))[product].name == "Cached"
-    assert (await CatalogService().get_many([product]))[product].name == "New"
+    assert (await CatalogService(services.database).get_many([product]))[product].name == "New"
 
 
 async def test_misses_at_once_share_one_read(
@@ -47,14 +49,14 @@ async def test_misses_at_once_share_one_read(
     """A stampede of stock reads as the cache expires: one MongoDB read for all of them
     (each missed caller read the product itself before). One caller going away does not
     cancel the read the others wait for."""
-    product = await _created(CatalogService(), "Drop")
-    catalog = CatalogService()  # nothing cached
+    product = await _created(CatalogService(services.database), "Drop")
+    catalog = CatalogService(services.database)  # nothing cached
     reads: list[ObjectId] = []
     real_get = Product.get
 
-    async def counted(product_id: ObjectId) -> Product | None:
+    async def counted(database: Database, product_id: ObjectId) -> Product | None:
         reads.append(product_id)
-        return await real_get(product_id)
+        return await real_get(database, product_id)
 
     monkeypatch.setattr(Product, "get", counted)
     impatient = asyncio.ensure_future(catalog.get(product))
@@ -75,14 +77,14 @@ async def test_a_read_out_during_a_change_here_is_not_cached(
 ) -> None:
     """A read that started before a change made through this catalog may have read the old
     product: it answers its callers, but is not remembered, so the next get reads again."""
-    catalog = CatalogService()
+    catalog = CatalogService(services.database)
     product = await _created(catalog, "Old")
-    catalog = CatalogService()  # nothing cached
+    catalog = CatalogService(services.database)  # nothing cached
     read, release = asyncio.Event(), asyncio.Event()
     real_get = Product.get
 
-    async def slow(product_id: ObjectId) -> Product | None:
-        found = await real_get(product_id)
+    async def slow(database: Database, product_id: ObjectId) -> Product | None:
+        found = await real_get(database, product_id)
         read.set()
         await release.wait()  # the change lands between the read and its answer
         return found

@@ -27,7 +27,6 @@ def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
 def test_a_tiny_run_sells_exactly_the_stock_and_prints_the_table(tmp_path: Path) -> None:
     result = _bench(
         tmp_path, "--requests", "50", "--concurrency", "5", "--stock", "20", "--configs", "off-1"

@@ -21,15 +21,13 @@ from pymongo import AsyncMongoClient
 
 from accounts.tokens import TokenService
 from flashsale.embedded import running_endpoints
-from models import Role
+from models import Order, Reservation, Role, User
 from reservations import ReservationEngine
 from reservations.audit import AuditReport, audit
 from services import redis_client
 from tests.polling import eventually
 from tests.processes import ServerProcess, base_env
 from tests.reservations.storm import CHECKOUT, RESERVE, call
-
-pytestmark = pytest.mark.slow
 
 ADMIN_PASSWORD = "durability-admin-password"
 DATABASE = "flashsale"
@@ -59,8 +57,8 @@ def serving(env: dict[str, str]) -> Iterator[ServerProcess]:
 
 @contextlib.asynccontextmanager
 async def connected(data_dir: Path) -> AsyncIterator[ReservationEngine]:
-    """An engine on the embedded servers of the `flashsale serve` holding `data_dir`. Plain
-    clients, no Beanie: its documents stay bound to the suite's own database."""
+    """An engine on the embedded servers of the `flashsale serve` holding `data_dir`, on
+    clients of its own."""
     endpoints = running_endpoints(data_dir)
     assert endpoints is not None
     assert endpoints["mongodb_uri"] is not None
@@ -104,7 +102,7 @@ async def _prepare(server: ServerProcess, data_dir: Path) -> tuple[list[str], li
         for customer in customers
     ]
     async with connected(data_dir) as engine:
-        await engine.database["users"].insert_many(users)
+        await User.collection(engine.database).insert_many(users)
     tokens = TokenService(JWT_SECRET, 3600)
     return products, [tokens.issue(customer, Role.CUSTOMER) for customer in customers]
 
@@ -196,14 +194,14 @@ async def test_acknowledged_orders_survive_kill_9(tmp_path: Path, crash: Crash) 
     with serving(env) as restarted:
         async with connected(data_dir) as engine:
             product_ids = [ObjectId(p) for p in products]
-            orders = engine.database["orders"].find({"product_id": {"$in": product_ids}})
+            orders = Order.collection(engine.database).find({"product_id": {"$in": product_ids}})
             recorded = {str(order["_id"]) async for order in orders}
             lost = set(acknowledged) - recorded
             assert not lost, (
                 f"{len(lost)} of {len(acknowledged)} acknowledged orders lost: {sorted(lost)}"
             )
             assert recorded == set(acknowledged)
-            completed = await engine.database["reservations"].count_documents(
+            completed = await Reservation.collection(engine.database).count_documents(
                 {"product_id": {"$in": product_ids}, "status": "COMPLETED"}
             )
             assert completed == SHOPPERS

@@ -75,9 +75,7 @@ async def test_sigterm_drains_in_flight_work_and_closes_subscriptions(
         server.stop()
 
     # No process runs a persister now: the hold was recorded on the way out.
-    recorded = await Reservation.find_one(
-        Reservation.id == ObjectId(reservation["id"][-24:]),
-    )
+    recorded = await Reservation.get(services.database, ObjectId(reservation["id"][-24:]))
     assert recorded is not None
     assert recorded.status is ReservationStatus.ACTIVE
     assert product.id is not None

@@ -14,6 +14,7 @@ from accounts.tokens import TokenService
 from core.settings import ConfigurationError, load_settings
 from graphql_api.app import create_app
 from models import Role, User
+from models.stored import Database
 from services import Services
 from tests.conftest import PASSWORD, FrozenTime, GraphQL, error_codes, rate_limited
 
@@ -49,7 +50,9 @@ async def test_me_is_null_when_anonymous(gql: GraphQL) -> None:
     assert "errors" not in body
 
 
-async def test_duplicate_email_is_refused_whatever_its_case(gql: GraphQL) -> None:
+async def test_duplicate_email_is_refused_whatever_its_case(
+    gql: GraphQL, database: Database
+) -> None:
     await gql(REGISTER, {"email": "bob@example.com", "password": PASSWORD})
     body = await gql(REGISTER, {"email": "BOB@example.com", "password": "another password"})
     assert body["data"]["register"] == {
@@ -63,10 +66,12 @@ async def test_duplicate_email_is_refused_whatever_its_case(gql: GraphQL) -> Non
             }
         ],
     }
-    assert await User.find(User.email == "bob@example.com").count() == 1
+    assert await User.count(database, {"email": "bob@example.com"}) == 1
 
 
-async def test_concurrent_registrations_of_one_email_create_one_user(gql: GraphQL) -> None:
+async def test_concurrent_registrations_of_one_email_create_one_user(
+    gql: GraphQL, database: Database
+) -> None:
     bodies = await asyncio.gather(
         *(gql(REGISTER, {"email": "race@example.com", "password": PASSWORD}) for _ in range(20))
     )
@@ -74,7 +79,7 @@ async def test_concurrent_registrations_of_one_email_create_one_user(gql: GraphQ
     losers = [b["data"]["register"]["errors"][0]["code"] for b in bodies if b not in winners]
     assert len(winners) == 1
     assert losers == ["EMAIL_TAKEN"] * 19
-    assert await User.find(User.email == "race@example.com").count() == 1
+    assert await User.count(database, {"email": "race@example.com"}) == 1
 
 
 async def test_login_returns_a_working_token(gql: GraphQL) -> None:
@@ -114,19 +119,21 @@ async def test_bad_credentials_all_look_the_same(gql: GraphQL, email: str, passw
     ],
 )
 async def test_invalid_registration_input_is_bad_user_input(
-    gql: GraphQL, email: str, password: str, field: str
+    gql: GraphQL, email: str, password: str, field: str, database: Database
 ) -> None:
     body = await gql(REGISTER, {"email": email, "password": password})
     assert body["data"] is None
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["extensions"]["field"] == field
-    assert await User.count() == 0
+    assert await User.count(database) == 0
 
 
-async def test_wrong_types_are_refused_before_anything_runs(gql: GraphQL) -> None:
+async def test_wrong_types_are_refused_before_anything_runs(
+    gql: GraphQL, database: Database
+) -> None:
     body = await gql(REGISTER, {"email": 42, "password": ["x"]})
     assert set(error_codes(body)) == {"BAD_USER_INPUT"}
-    assert await User.count() == 0
+    assert await User.count(database) == 0
 
 
 def _forge(secret: str, **claims: object) -> str:
@@ -162,7 +169,7 @@ async def test_expired_token_is_unauthenticated(gql: GraphQL, services: Services
 
 async def test_token_of_a_deleted_user_is_unauthenticated(gql: GraphQL, services: Services) -> None:
     session = await services.accounts.register("gone@example.com", PASSWORD)
-    await session.user.delete()
+    await session.user.delete(services.database)
     body = await gql(ME, token=session.token)
     assert error_codes(body) == ["UNAUTHENTICATED"]
     assert body["errors"][0]["extensions"]["reason"] == "unknown_user"
@@ -185,14 +192,14 @@ async def test_non_bearer_authorization_is_unauthenticated(gql: GraphQL) -> None
     ],
 )
 async def test_weak_passwords_are_refused_and_create_nobody(
-    gql: GraphQL, password: str, message: str
+    gql: GraphQL, password: str, message: str, database: Database
 ) -> None:
     body = await gql(REGISTER, {"email": "weak@example.com", "password": password})
     assert body["data"] is None
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["extensions"]["field"] == "password"
     assert body["errors"][0]["message"].startswith(message)
-    assert await User.count() == 0
+    assert await User.count(database) == 0
 
 
 async def test_a_lone_surrogate_in_a_login_password_is_refused_or_wrong_credentials(

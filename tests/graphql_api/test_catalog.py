@@ -7,6 +7,7 @@ import pytest
 from bson import ObjectId
 
 from models import Product
+from models.stored import Database
 from services import Services
 from tests.conftest import GraphQL, error_codes
 
@@ -44,8 +45,9 @@ async def _create(gql: GraphQL, token: str, **fields: Any) -> dict[str, Any]:
     return product
 
 
-async def _snapshot() -> list[dict[str, Any]]:
-    return [p.model_dump() for p in await Product.find_all().sort("_id").to_list()]
+async def _snapshot(database: Database) -> list[dict[str, Any]]:
+    products = await Product.find_all(database)
+    return [p.model_dump() for p in sorted(products, key=lambda p: p.id)]
 
 
 async def test_admin_creates_a_product(gql: GraphQL, admin_token: str, services: Services) -> None:
@@ -65,17 +67,17 @@ async def test_admin_creates_a_product(gql: GraphQL, admin_token: str, services:
         "reserved": 0,
         "sold": 0,
     }
-    stored = await Product.get(ObjectId(product["id"]))
+    stored = await Product.get(services.database, ObjectId(product["id"]))
     assert stored is not None
     assert stored.price_cents == 79_999
 
 
 @pytest.mark.parametrize("mutation", ["create", "update", "restock"])
 async def test_admin_mutations_are_refused_to_customers_and_anonymous(
-    gql: GraphQL, admin_token: str, customer_token: str, mutation: str
+    gql: GraphQL, admin_token: str, customer_token: str, mutation: str, database: Database
 ) -> None:
     product = await _create(gql, admin_token)
-    before = await _snapshot()
+    before = await _snapshot(database)
     query, variables = {
         "create": (CREATE, {"input": PHONE}),
         "update": (UPDATE, {"id": product["id"], "input": {"totalStock": 99}}),
@@ -89,7 +91,7 @@ async def test_admin_mutations_are_refused_to_customers_and_anonymous(
     assert error_codes(as_customer) == ["FORBIDDEN"]
     assert anonymous["data"] is None
     assert error_codes(anonymous) == ["UNAUTHENTICATED"]
-    assert await _snapshot() == before
+    assert await _snapshot(database) == before
 
 
 async def test_products_paginate_with_cursors(gql: GraphQL, admin_token: str) -> None:
@@ -155,7 +157,7 @@ async def test_update_changes_only_the_given_fields(gql: GraphQL, admin_token: s
 
 
 async def test_total_stock_cannot_drop_below_sold_and_held(
-    gql: GraphQL, admin_token: str, customer_token: str
+    gql: GraphQL, admin_token: str, customer_token: str, database: Database
 ) -> None:
     product = await _create(gql, admin_token, maxPerCustomer=10)
     reserve = """mutation R($p: ID!, $q: Int!) {
@@ -168,7 +170,7 @@ async def test_total_stock_cannot_drop_below_sold_and_held(
         token=customer_token,
     )
     await gql(reserve, {"p": product["id"], "q": 2}, token=customer_token)  # held, not sold
-    before = await _snapshot()
+    before = await _snapshot(database)
 
     body = await gql(UPDATE, {"id": product["id"], "input": {"totalStock": 5}}, token=admin_token)
 
@@ -176,7 +178,7 @@ async def test_total_stock_cannot_drop_below_sold_and_held(
         "product": None,
         "errors": [{"code": "STOCK_BELOW_COMMITTED", "field": "totalStock"}],
     }
-    assert await _snapshot() == before
+    assert await _snapshot(database) == before
     body = await gql(UPDATE, {"id": product["id"], "input": {"totalStock": 6}}, token=admin_token)
     updated = body["data"]["updateProduct"]["product"]
     assert (updated["totalStock"], updated["sold"], updated["reserved"], updated["available"]) == (
@@ -188,10 +190,10 @@ async def test_total_stock_cannot_drop_below_sold_and_held(
 
 
 async def test_sale_dates_outside_the_calendar_in_utc_are_refused_on_update(
-    gql: GraphQL, admin_token: str
+    gql: GraphQL, admin_token: str, database: Database
 ) -> None:
     product = await _create(gql, admin_token)
-    before = await _snapshot()
+    before = await _snapshot(database)
     for field, moment in [
         ("saleStartsAt", "0001-01-01T00:00:00+00:01"),
         ("saleEndsAt", "9999-12-31T23:59:59-00:01"),
@@ -199,12 +201,14 @@ async def test_sale_dates_outside_the_calendar_in_utc_are_refused_on_update(
         body = await gql(UPDATE, {"id": product["id"], "input": {field: moment}}, token=admin_token)
         assert error_codes(body) == ["BAD_USER_INPUT"], body
         assert body["errors"][0]["extensions"]["field"] == field
-    assert await _snapshot() == before
+    assert await _snapshot(database) == before
 
 
-async def test_sale_window_stays_ordered_on_partial_updates(gql: GraphQL, admin_token: str) -> None:
+async def test_sale_window_stays_ordered_on_partial_updates(
+    gql: GraphQL, admin_token: str, database: Database
+) -> None:
     product = await _create(gql, admin_token, saleEndsAt="2030-01-01T00:00:00Z")
-    before = await _snapshot()
+    before = await _snapshot(database)
     body = await gql(
         UPDATE,
         {"id": product["id"], "input": {"saleStartsAt": "2031-01-01T00:00:00Z"}},
@@ -212,28 +216,32 @@ async def test_sale_window_stays_ordered_on_partial_updates(gql: GraphQL, admin_
     )
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["extensions"]["field"] == "saleStartsAt"
-    assert await _snapshot() == before
+    assert await _snapshot(database) == before
 
 
-async def test_concurrent_restocks_all_count(gql: GraphQL, admin_token: str) -> None:
+async def test_concurrent_restocks_all_count(
+    gql: GraphQL, admin_token: str, database: Database
+) -> None:
     product = await _create(gql, admin_token)
     bodies = await asyncio.gather(
         *(gql(RESTOCK, {"id": product["id"], "quantity": 2}, token=admin_token) for _ in range(50))
     )
     assert all(b["data"]["restock"]["errors"] == [] for b in bodies)
-    stored = await Product.get(ObjectId(product["id"]))
+    stored = await Product.get(database, ObjectId(product["id"]))
     assert stored is not None
     assert stored.total_stock == 10 + 100
 
 
-async def test_unknown_product_in_mutations(gql: GraphQL, admin_token: str) -> None:
+async def test_unknown_product_in_mutations(
+    gql: GraphQL, admin_token: str, database: Database
+) -> None:
     missing = str(ObjectId())
     update = await gql(UPDATE, {"id": missing, "input": {"name": "X"}}, token=admin_token)
     restock = await gql(RESTOCK, {"id": missing, "quantity": 1}, token=admin_token)
     expected = [{"code": "PRODUCT_NOT_FOUND", "field": "id"}]
     assert update["data"]["updateProduct"] == {"product": None, "errors": expected}
     assert restock["data"]["restock"] == {"product": None, "errors": expected}
-    assert await Product.count() == 0
+    assert await Product.count(database) == 0
 
 
 BAD_PRODUCT_INPUT = [
@@ -259,13 +267,13 @@ BAD_PRODUCT_INPUT = [
 
 @pytest.mark.parametrize(("fields", "field"), BAD_PRODUCT_INPUT)
 async def test_invalid_product_input_is_refused_and_nothing_stored(
-    gql: GraphQL, admin_token: str, fields: dict[str, Any], field: str
+    gql: GraphQL, admin_token: str, fields: dict[str, Any], field: str, database: Database
 ) -> None:
     body = await gql(CREATE, {"input": {**PHONE, **fields}}, token=admin_token)
     assert body["data"] is None
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["extensions"]["field"] == field
-    assert await Product.count() == 0
+    assert await Product.count(database) == 0
 
 
 @pytest.mark.parametrize(
@@ -288,12 +296,12 @@ async def test_invalid_product_input_is_refused_and_nothing_stored(
     ],
 )
 async def test_wrong_types_are_bad_user_input(
-    gql: GraphQL, admin_token: str, fields: dict[str, Any]
+    gql: GraphQL, admin_token: str, fields: dict[str, Any], database: Database
 ) -> None:
     body = await gql(CREATE, {"input": {**PHONE, **fields}}, token=admin_token)
     assert body.get("data") is None
     assert set(error_codes(body)) == {"BAD_USER_INPUT"}
-    assert await Product.count() == 0
+    assert await Product.count(database) == 0
 
 
 @pytest.mark.parametrize("bad_id", ["", "123", "not-an-id", "g" * 24, "😀" * 12])
@@ -331,21 +339,23 @@ async def test_bad_pagination_arguments(
 
 @pytest.mark.parametrize("quantity", [0, -3, 1_000_001])
 async def test_restock_quantity_must_be_positive_and_bounded(
-    gql: GraphQL, admin_token: str, quantity: int
+    gql: GraphQL, admin_token: str, quantity: int, database: Database
 ) -> None:
     product = await _create(gql, admin_token)
-    before = await _snapshot()
+    before = await _snapshot(database)
     body = await gql(RESTOCK, {"id": product["id"], "quantity": quantity}, token=admin_token)
     assert error_codes(body) == ["BAD_USER_INPUT"]
-    assert await _snapshot() == before
+    assert await _snapshot(database) == before
 
 
-async def test_update_refuses_null_for_required_fields(gql: GraphQL, admin_token: str) -> None:
+async def test_update_refuses_null_for_required_fields(
+    gql: GraphQL, admin_token: str, database: Database
+) -> None:
     product = await _create(gql, admin_token)
-    before = await _snapshot()
+    before = await _snapshot(database)
     body = await gql(UPDATE, {"id": product["id"], "input": {"name": None}}, token=admin_token)
     assert error_codes(body) == ["BAD_USER_INPUT"]
-    assert await _snapshot() == before
+    assert await _snapshot(database) == before
 
 
 async def test_the_shop_names_its_currency_to_anyone(gql: GraphQL) -> None:

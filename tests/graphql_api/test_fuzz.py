@@ -30,7 +30,7 @@ from websockets.typing import Subprotocol
 from core.settings import Settings
 from graphql_api.schema import build_schema
 from graphql_api.strawberry_internals import graphql_schema
-from models import Role
+from models import Role, User
 from services import Services
 from tests.graphql_api.test_guards_linear import BOMBS, _largest
 from tests.processes import ServerProcess, running, shared_env
@@ -59,14 +59,9 @@ def _signed_in(services: Services, role: Role) -> str:
     """A token of a real user (the test is synchronous: a blocking client writes it)."""
     settings = services.settings
     with pymongo.MongoClient(str(settings.mongodb_uri), document_class=dict) as client:
-        user_id = (
-            client[settings.mongodb_db]["users"]
-            .insert_one(
-                {"email": f"{ObjectId()}@fuzz.example", "password_hash": "-", "role": role.value}
-            )
-            .inserted_id
-        )
-    return services.accounts.tokens.issue(user_id, role)
+        user = User(email=f"{ObjectId()}@fuzz.example", password_hash="-", role=role)
+        client[settings.mongodb_db][User.Settings.name].insert_one(user.to_mongo())
+    return services.accounts.tokens.issue(user.id, role)
 
 
 def _check(response: httpx.Response) -> None:

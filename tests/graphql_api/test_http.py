@@ -7,6 +7,7 @@ import pytest
 
 from graphql_api.graphiql import STATIC_DIR
 from models import Product
+from models.stored import Database
 from tests.conftest import error_codes
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -152,14 +153,14 @@ async def test_mutations_over_get_are_405(client: httpx.AsyncClient) -> None:
     ],
 )
 async def test_malformed_bodies_are_400_with_a_code(
-    client: httpx.AsyncClient, content: bytes, content_type: str
+    client: httpx.AsyncClient, content: bytes, content_type: str, database: Database
 ) -> None:
     response = await client.post(
         "/graphql", content=content, headers={"content-type": content_type}
     )
     assert response.status_code == 400, response.text
     assert error_codes(response.json()) == ["BAD_REQUEST"]
-    assert await Product.count() == 0
+    assert await Product.count(database) == 0
 
 
 @pytest.mark.parametrize(
@@ -202,7 +203,7 @@ async def test_bodies_may_nest_64_deep(client: httpx.AsyncClient, depth: int, st
 
 
 async def test_a_lone_surrogate_never_reaches_the_database(
-    client: httpx.AsyncClient, admin_token: str
+    client: httpx.AsyncClient, admin_token: str, database: Database
 ) -> None:
     """JSON may escape half of a UTF-16 pair alone; no UTF-8 encoder (BSON's) takes it."""
     body = (
@@ -217,7 +218,7 @@ async def test_a_lone_surrogate_never_reaches_the_database(
     )
     assert response.status_code == 400, response.text
     assert error_codes(response.json()) == ["BAD_REQUEST"]
-    assert await Product.count() == 0
+    assert await Product.count(database) == 0
 
 
 async def test_operation_name_must_be_a_string(client: httpx.AsyncClient) -> None:
@@ -231,10 +232,10 @@ async def test_operation_name_must_be_a_string(client: httpx.AsyncClient) -> Non
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 async def test_subscriptions_over_http_are_refused_with_a_code(
-    client: httpx.AsyncClient, method: str
+    client: httpx.AsyncClient, method: str, database: Database
 ) -> None:
     product = Product(name="Lamp", price_cents=100, total_stock=3, max_per_customer=1)
-    await product.insert()
+    await product.insert(database)
     subscription = f'subscription {{ stockChanged(productIds: ["{product.id}"]) {{ available }} }}'
 
     if method == "GET":

@@ -1,8 +1,8 @@
 """Lists read their products in batches: what `myReservations { product { ... } }` and
 `myOrders { product { ... } }` send to MongoDB and Redis does not grow with the number of
 items. MongoDB's commands are counted by a PyMongo CommandListener on a client of the test's
-own (Beanie bound to it for the test), Redis's round trips by a connection class that counts
-what it writes (a pipeline is one write, one round trip)."""
+own (the catalog and the engine are handed its database), Redis's round trips by a
+connection class that counts what it writes (a pipeline is one write, one round trip)."""
 
 import dataclasses
 import uuid
@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from beanie import init_beanie
 from bson import ObjectId
 from pymongo import AsyncMongoClient, monitoring
 from redis.asyncio import ConnectionPool, Redis
@@ -24,7 +23,6 @@ from catalog.service import CatalogService
 from catalog.validation import ProductDraft
 from core.settings import Settings
 from graphql_api.app import create_app
-from models import DOCUMENT_MODELS
 from reservations.persister import ChangeLogPersister
 from reservations.service import ReservationEngine
 from services import Services
@@ -97,22 +95,16 @@ async def counted(services: Services, settings: Settings) -> AsyncIterator[Count
     engine = ReservationEngine(
         redis, database, default_hold_seconds=settings.reservation_ttl_seconds
     )
-    await init_beanie(database=database, document_models=DOCUMENT_MODELS, skip_indexes=True)
     try:
         yield Counted(
             dataclasses.replace(
-                services, redis=redis, engine=engine, catalog=CatalogService(stock=engine)
+                services, redis=redis, engine=engine, catalog=CatalogService(database, stock=engine)
             ),
             log,
             trips,
             ChangeLogPersister(redis, database),
         )
     finally:
-        await init_beanie(
-            database=services.mongo[settings.mongodb_db],
-            document_models=DOCUMENT_MODELS,
-            skip_indexes=True,
-        )
         await redis.aclose(close_connection_pool=True)
         await mongo.close()
 
@@ -158,7 +150,9 @@ async def _sent(counted: Counted, token: str, query: str) -> tuple[list[tuple[st
         return body
 
     await ask(services)
-    fresh = dataclasses.replace(services, catalog=CatalogService(stock=services.engine))
+    fresh = dataclasses.replace(
+        services, catalog=CatalogService(services.engine.database, stock=services.engine)
+    )
     counted.mongo.commands.clear()
     before = counted.redis.count
     body = await ask(fresh)

@@ -102,7 +102,7 @@ async def test_someone_elses_reservation_is_not_found(
     assert cancelled["data"]["cancelReservation"]["reservation"]["status"] == "CANCELLED"
     again = await gql(CHECKOUT, {"r": rid}, token=customer_token)
     assert again["data"]["checkout"]["errors"] == [{"code": "RESERVATION_NOT_ACTIVE"}]
-    assert await Order.count() == 0
+    assert await Order.count(services.database) == 0
 
 
 async def test_reserving_needs_a_signed_in_user(gql: GraphQL, services: Services) -> None:
@@ -132,7 +132,7 @@ async def test_bad_reserve_input_changes_nothing(
     assert error_codes(body) == ["BAD_USER_INPUT"]
     assert body["errors"][0]["extensions"]["field"] == field
     assert (await services.engine.counters([ObjectId(product)]))[ObjectId(product)].reserved == 0
-    assert await Reservation.count() == 0
+    assert await Reservation.count(services.database) == 0
 
 
 async def test_unknown_product_and_malformed_reservation_ids(
@@ -203,4 +203,4 @@ async def test_redis_down_is_service_unavailable_not_a_crash(
     assert read["data"] == {"product": {"available": 5}}, read
     assert "errors" not in read
     assert reserve["data"]["reserve"]["errors"][0]["code"] == "SERVICE_UNAVAILABLE"
-    assert await Reservation.count() == 0
+    assert await Reservation.count(services.database) == 0

@@ -62,7 +62,7 @@ def _on(services: Services, redis: Redis, frozen: FrozenTime, *, limits: bool) -
         settings=configured,
         redis=redis,
         engine=engine,
-        catalog=CatalogService(stock=engine),
+        catalog=CatalogService(engine.database, stock=engine),
         rate_limits=rate_limits_from(
             redis, configured, prefix=f"fs:test:{uuid.uuid4().hex}", clock=frozen.time
         ),

@@ -12,7 +12,7 @@ import pytest
 from bson import ObjectId
 
 from catalog.validation import ProductDraft, waiting_room_rule
-from models import Product
+from models import Database, Product
 from models.common import utcnow
 from reservations.keys import ProductKeys
 from reservations.room_recorder import RoomRecorder
@@ -55,7 +55,9 @@ async def room_product(services: Services, total_stock: int = 1, **rule: Any) ->
     return str((await services.catalog.create(draft)).id)
 
 
-async def test_an_admin_sets_the_room_on_a_product(gql: GraphQL, admin_token: str) -> None:
+async def test_an_admin_sets_the_room_on_a_product(
+    gql: GraphQL, admin_token: str, database: Database
+) -> None:
     created = await gql(
         CREATE,
         {
@@ -77,7 +79,7 @@ async def test_an_admin_sets_the_room_on_a_product(gql: GraphQL, admin_token: st
         token=admin_token,
     )
     assert error_codes(refused) == ["BAD_USER_INPUT"]
-    stored = await Product.get(ObjectId(product["id"]))
+    stored = await Product.get(database, ObjectId(product["id"]))
     assert stored is not None
     assert stored.waiting_room is not None
     assert stored.waiting_room.oversubscription_percent == 150

@@ -162,7 +162,7 @@ async def test_a_refused_mutation_changes_nothing(
                 answers[message["id"]] = message
     assert [answers[o]["type"] for o in operations] == ["next", "next", "error", "error"]
     _refusal(answers[operations[2]])
-    assert sorted(u.email for u in await User.find_all().to_list()) == [
+    assert sorted(u.email for u in await User.find_all(services.database)) == [
         "u0@example.com",
         "u1@example.com",
     ]

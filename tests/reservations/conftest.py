@@ -5,6 +5,7 @@ import pytest_asyncio
 from bson import ObjectId
 
 from models import Product
+from models.stored import Database
 from reservations import ReservationEngine
 from reservations.keys import PREFIX
 from reservations.persister import ChangeLogPersister
@@ -49,7 +50,7 @@ async def persister(services: Services) -> ChangeLogPersister:
     )
 
 
-async def make_product(**fields: Any) -> ObjectId:
+async def make_product(database: Database, **fields: Any) -> ObjectId:
     values: dict[str, Any] = {
         "name": "Phone",
         "price_cents": 10_000,
@@ -58,6 +59,5 @@ async def make_product(**fields: Any) -> ObjectId:
     }
     values.update(fields)
     product = Product(**values)
-    await product.insert()
-    assert product.id is not None
+    await product.insert(database)
     return product.id

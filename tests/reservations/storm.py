@@ -81,7 +81,7 @@ async def settled(
     async def ended() -> bool:
         nonlocal counters, backlog
         counters = await services.engine.counters(product_ids)
-        active = await Reservation.find(Reservation.status == ReservationStatus.ACTIVE).count()
+        active = await Reservation.count(services.database, {"status": ReservationStatus.ACTIVE})
         backlog = await services.background.persister.backlog(product_ids)
         return all(c.reserved == 0 for c in counters.values()) and active == 0 and backlog == 0
 
@@ -210,9 +210,13 @@ async def storm(
     await settled(services, products)
     report = await audit(services.engine, products)
     assert report.ok, report.problems
-    statuses = Counter(r.status for r in await Reservation.find_all().to_list())
+    statuses = Counter(r.status for r in await Reservation.find_all(services.database))
     assert statuses[ReservationStatus.ACTIVE] == 0
-    assert statuses[ReservationStatus.COMPLETED] == outcomes["CHECKOUT:OK"] == await Order.count()
+    assert (
+        statuses[ReservationStatus.COMPLETED]
+        == outcomes["CHECKOUT:OK"]
+        == await Order.count(services.database)
+    )
     assert statuses[ReservationStatus.CANCELLED] == outcomes["CANCEL:OK"]
     assert sum(statuses.values()) == outcomes["RESERVED"]  # every hold recorded, ended once
 

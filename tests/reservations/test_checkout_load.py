@@ -21,6 +21,7 @@ from pymongo import AsyncMongoClient, monitoring, uri_parser
 
 from graphql_api.app import create_app
 from models import Order, Product, Reservation, ReservationStatus
+from models.stored import Database
 from reservations import ReservationEngine
 from reservations.audit import audit
 from reservations.persister import ChangeLogPersister
@@ -148,10 +149,10 @@ async def shop(
 
 
 async def test_two_hundred_checkouts_of_one_product_at_once_all_succeed(
-    shop: tuple[Services, Commits], persister: ChangeLogPersister
+    shop: tuple[Services, Commits], persister: ChangeLogPersister, database: Database
 ) -> None:
     services, commits = shop
-    product = await make_product(total_stock=SHOPPERS, max_per_customer=1)
+    product = await make_product(database, total_stock=SHOPPERS, max_per_customer=1)
     tokens = [(await signed_in(services))[1] for _ in range(SHOPPERS)]
     app = create_app(services.settings, services)
     limits = httpx.Limits(max_connections=SHOPPERS)
@@ -186,9 +187,9 @@ async def test_two_hundred_checkouts_of_one_product_at_once_all_succeed(
     report = await audit(services.engine, [product])
     assert report.ok, report.problems
     counters = (await services.engine.counters([product]))[product]
-    stored = await Product.get(product)
+    stored = await Product.get(database, product)
     assert stored is not None
     assert (counters.sold, counters.reserved, stored.sold) == (SHOPPERS, 0, SHOPPERS)
-    assert await Order.count() == SHOPPERS
-    completed = Reservation.find(Reservation.status == ReservationStatus.COMPLETED)
-    assert await completed.count() == SHOPPERS
+    assert await Order.count(database) == SHOPPERS
+    completed = {"status": ReservationStatus.COMPLETED}
+    assert await Reservation.count(database, completed) == SHOPPERS

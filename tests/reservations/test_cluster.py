@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from beanie import init_beanie
 from bson import ObjectId
 from redis.asyncio.cluster import RedisCluster
 
@@ -19,7 +18,6 @@ from catalog.validation import ProductDraft
 from core.settings import Settings
 from graphql_api.guards import user_write_limit
 from graphql_api.ratelimit import address_limit
-from models import DOCUMENT_MODELS
 from ratelimit import Count
 from reservations.keys import ProductKeys
 from services import Services, build_services, rate_limits_from
@@ -57,10 +55,6 @@ async def on_cluster(
         yield built
     finally:
         await built.close()
-        # Beanie's documents were bound to the client just closed: back to the suite's.
-        await init_beanie(
-            database=services.mongo[settings.mongodb_db], document_models=DOCUMENT_MODELS
-        )
 
 
 def cluster_env(cluster_url: str, services: Services, **extra: str) -> dict[str, str]:

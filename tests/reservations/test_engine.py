@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from analytics import rollups
 from analytics.sales import sales_stats
+from catalog.service import CatalogService
 from flashsale.embedded import free_port
 from models import Order, Product, Reservation, ReservationStatus
 from reservations import ReservationEngine, ReservationId, StockCounters
@@ -46,7 +47,7 @@ async def counters(engine: ReservationEngine, product_id: ObjectId) -> StockCoun
 async def test_reserve_holds_stock_until_the_deadline(
     engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await make_product(total_stock=10)
+    product = await make_product(engine.database, total_stock=10)
     hold = await engine.reserve(ANN, product, 3)
     assert hold.status is ReservationStatus.ACTIVE
     assert hold.expires_at == to_datetime(clock.now + 60_000)
@@ -54,7 +55,7 @@ async def test_reserve_holds_stock_until_the_deadline(
 
 
 async def test_out_of_stock_says_how_many_are_left(engine: ReservationEngine) -> None:
-    product = await make_product(total_stock=4)
+    product = await make_product(engine.database, total_stock=4)
     await engine.reserve(ANN, product, 3)
     with pytest.raises(OutOfStock) as refused:
         await engine.reserve(BOB, product, 2)
@@ -63,7 +64,7 @@ async def test_out_of_stock_says_how_many_are_left(engine: ReservationEngine) ->
 
 
 async def test_limit_per_customer_counts_holds_and_purchases(engine: ReservationEngine) -> None:
-    product = await make_product(total_stock=10, max_per_customer=3)
+    product = await make_product(engine.database, total_stock=10, max_per_customer=3)
     first = await engine.reserve(ANN, product, 2)
     await engine.checkout(first.id, ANN)
     with pytest.raises(LimitPerCustomer):
@@ -76,7 +77,7 @@ async def test_limit_per_customer_counts_holds_and_purchases(engine: Reservation
 
 
 async def test_a_cancelled_hold_frees_the_customer_limit(engine: ReservationEngine) -> None:
-    product = await make_product(max_per_customer=2)
+    product = await make_product(engine.database, max_per_customer=2)
     hold = await engine.reserve(ANN, product, 2)
     await engine.cancel(hold.id, ANN)
     assert (await engine.reserve(ANN, product, 2)).quantity == 2
@@ -86,7 +87,9 @@ async def test_sale_window_is_enforced_at_the_clock(
     engine: ReservationEngine, clock: Clock
 ) -> None:
     start = to_datetime(clock.now + 10_000)
-    product = await make_product(sale_starts_at=start, sale_ends_at=start + timedelta(seconds=5))
+    product = await make_product(
+        engine.database, sale_starts_at=start, sale_ends_at=start + timedelta(seconds=5)
+    )
     with pytest.raises(SaleNotActive):
         await engine.reserve(ANN, product, 1)
     clock.advance(10)
@@ -103,7 +106,7 @@ async def test_unknown_product(engine: ReservationEngine) -> None:
 
 
 async def test_same_idempotency_key_returns_the_first_hold(engine: ReservationEngine) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     first = await engine.reserve(ANN, product, 2, "key-1")
     again = await engine.reserve(ANN, product, 2, "key-1")
     other_customer = await engine.reserve(BOB, product, 1, "key-1")
@@ -113,7 +116,7 @@ async def test_same_idempotency_key_returns_the_first_hold(engine: ReservationEn
 
 
 async def test_a_key_reused_for_another_request_is_refused(engine: ReservationEngine) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     await engine.reserve(ANN, product, 2, "order-7")
     with pytest.raises(IdempotencyKeyReused) as refused:
         await engine.reserve(ANN, product, 3, "order-7")
@@ -122,14 +125,14 @@ async def test_a_key_reused_for_another_request_is_refused(engine: ReservationEn
 
 
 async def test_concurrent_retries_with_one_key_make_one_hold(engine: ReservationEngine) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     holds = await asyncio.gather(*(engine.reserve(ANN, product, 1, "tap-tap") for _ in range(50)))
     assert len({hold.id for hold in holds}) == 1
     assert await counters(engine, product) == StockCounters(10, 0, 1)
 
 
 async def test_fifty_shoppers_for_ten_units(engine: ReservationEngine) -> None:
-    product = await make_product(total_stock=10, max_per_customer=1)
+    product = await make_product(engine.database, total_stock=10, max_per_customer=1)
     results = await asyncio.gather(
         *(engine.reserve(ObjectId(), product, 1) for _ in range(50)), return_exceptions=True
     )
@@ -140,7 +143,7 @@ async def test_fifty_shoppers_for_ten_units(engine: ReservationEngine) -> None:
 
 
 async def test_cancel_returns_stock_once(engine: ReservationEngine) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 4)
     cancelled = await engine.cancel(hold.id, ANN)
     assert cancelled.status is ReservationStatus.CANCELLED
@@ -150,7 +153,7 @@ async def test_cancel_returns_stock_once(engine: ReservationEngine) -> None:
 
 
 async def test_someone_elses_hold_is_not_found(engine: ReservationEngine) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 1)
     with pytest.raises(ReservationNotFound):
         await engine.cancel(hold.id, BOB)
@@ -162,7 +165,7 @@ async def test_someone_elses_hold_is_not_found(engine: ReservationEngine) -> Non
 async def test_expiry_returns_stock_at_the_deadline(
     engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 2)
     clock.advance(59.9)
     assert await engine.expire_due([product]) == 0
@@ -178,12 +181,12 @@ async def test_expiry_returns_stock_at_the_deadline(
 async def test_checkout_after_the_deadline_is_refused_before_the_tick(
     engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 2)
     clock.advance(60)
     with pytest.raises(ReservationExpired):
         await engine.checkout(hold.id, ANN)
-    assert await Order.count() == 0
+    assert await Order.count(engine.database) == 0
     assert await counters(engine, product) == StockCounters(10, 0, 2)  # until the tick
     await engine.expire_due([product])
     assert await counters(engine, product) == StockCounters(10, 0, 0)
@@ -194,20 +197,20 @@ async def test_checkout_after_the_deadline_is_refused_before_the_tick(
 async def test_checkout_is_durable_and_retry_returns_the_same_order(
     engine: ReservationEngine,
 ) -> None:
-    product = await make_product(price_cents=1_999)
+    product = await make_product(engine.database, price_cents=1_999)
     hold = await engine.reserve(ANN, product, 3)
     sale = await engine.checkout(hold.id, ANN)
     again = await engine.checkout(hold.id, ANN)
 
     assert again.order_id == sale.order_id
     assert (sale.unit_price_cents, sale.total_cents) == (1_999, 5_997)
-    stored = await Product.get(product)
+    stored = await Product.get(engine.database, product)
     assert stored is not None
     assert stored.sold == 3
-    order = await Order.find_one(Order.reservation_id == hold.id.hold_id)
+    order = await Order.find_one(engine.database, {"reservation_id": hold.id.hold_id})
     assert order is not None
     assert order.total_cents == 5_997
-    reservation = await Reservation.get(hold.id.hold_id)
+    reservation = await Reservation.get(engine.database, hold.id.hold_id)
     assert reservation is not None
     assert reservation.status is ReservationStatus.COMPLETED
     assert await counters(engine, product) == StockCounters(10, 3, 0)
@@ -216,19 +219,19 @@ async def test_checkout_is_durable_and_retry_returns_the_same_order(
 
 
 async def test_concurrent_checkouts_of_one_hold_sell_once(engine: ReservationEngine) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 2)
     results = await asyncio.gather(
         *(engine.checkout(hold.id, ANN) for _ in range(10)), return_exceptions=True
     )
     orders = {r.order_id for r in results if not isinstance(r, BaseException)}
     assert len(orders) == 1, results
-    assert await Order.count() == 1
+    assert await Order.count(engine.database) == 1
     assert await counters(engine, product) == StockCounters(10, 2, 0)
 
 
 async def test_a_completed_hold_never_expires(engine: ReservationEngine, clock: Clock) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 1)
     await engine.checkout(hold.id, ANN)
     clock.advance(3600)
@@ -244,7 +247,7 @@ async def claim_only(engine: ReservationEngine, rid: ReservationId, now: int) ->
 async def test_a_hold_mid_checkout_cannot_be_cancelled_or_expire(
     engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 1)
     await claim_only(engine, hold.id, clock.now)
     with pytest.raises(CheckoutInProgress):
@@ -257,7 +260,7 @@ async def test_a_hold_mid_checkout_cannot_be_cancelled_or_expire(
 async def test_crash_between_claim_and_transaction_is_undone(
     engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 2)
     # The process claimed the hold, then died before writing anything to MongoDB.
     await claim_only(engine, hold.id, clock.now)
@@ -265,7 +268,7 @@ async def test_crash_between_claim_and_transaction_is_undone(
     assert await engine.recover_claims([product]) == 0  # too recent: may still be running
     clock.advance(2)
     assert await engine.recover_claims([product]) == 1
-    assert await Order.count() == 0
+    assert await Order.count(engine.database) == 0
     back = await engine.get(hold.id)
     assert back is not None
     assert back.status is ReservationStatus.ACTIVE
@@ -277,7 +280,7 @@ async def test_crash_between_claim_and_transaction_is_undone(
 async def test_crash_between_transaction_and_commit_is_finished(
     engine: ReservationEngine, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 2)
 
     async def die(*args: object) -> None:
@@ -287,12 +290,12 @@ async def test_crash_between_transaction_and_commit_is_finished(
     with pytest.raises(SystemExit):
         await engine.checkout(hold.id, ANN)
     monkeypatch.undo()
-    assert await Order.count() == 1
+    assert await Order.count(engine.database) == 1
     assert await counters(engine, product) == StockCounters(10, 0, 2)  # not yet committed
     clock.advance(31)
     assert await engine.recover_claims([product]) == 1
     assert await counters(engine, product) == StockCounters(10, 2, 0)
-    stored = await Product.get(product)
+    stored = await Product.get(engine.database, product)
     assert stored is not None
     assert stored.sold == 2
 
@@ -300,7 +303,7 @@ async def test_crash_between_transaction_and_commit_is_finished(
 async def test_mongodb_unreachable_at_checkout_changes_nothing(
     services: Services, engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 2)
 
     child = await asyncio.create_subprocess_exec(
@@ -319,7 +322,7 @@ async def test_mongodb_unreachable_at_checkout_changes_nothing(
     still = await engine.get(hold.id)
     assert still is not None
     assert still.status is ReservationStatus.ACTIVE
-    assert await Order.count() == 0
+    assert await Order.count(services.database) == 0
     assert (await engine.checkout(hold.id, ANN)).hold.quantity == 2  # and it can still be bought
 
 
@@ -331,7 +334,7 @@ async def test_a_checkout_whose_commit_outcome_is_unknown_is_never_put_back(
 ) -> None:
     """The transaction commits in MongoDB but its reply is lost (a timeout, a dropped
     connection): the hold must not go back on sale, or its units could be sold twice."""
-    product = await make_product(total_stock=4, max_per_customer=2)
+    product = await make_product(engine.database, total_stock=4, max_per_customer=2)
     retried = await engine.reserve(ANN, product, 2)
     abandoned = await engine.reserve(BOB, product, 2)
     record_sale = engine.ledger.record_sale
@@ -355,13 +358,13 @@ async def test_a_checkout_whose_commit_outcome_is_unknown_is_never_put_back(
         await engine.reserve(ObjectId(), product, 1)
 
     sale = await engine.checkout(retried.id, ANN)  # the shopper retries: the same order
-    order = await Order.find_one(Order.reservation_id == retried.id.hold_id)
+    order = await Order.find_one(engine.database, {"reservation_id": retried.id.hold_id})
     assert order is not None
     assert sale.order_id == order.id
     clock.advance(30)  # nobody retries the other: the recovery sweep finds its order
     assert await engine.recover_claims([product]) == 1
     assert await counters(engine, product) == StockCounters(4, 4, 0)
-    assert await Order.count() == 2
+    assert await Order.count(engine.database) == 2
     await persister.run_once([product])
     report = await audit(engine, [product])
     assert report.ok, report.problems
@@ -370,7 +373,7 @@ async def test_a_checkout_whose_commit_outcome_is_unknown_is_never_put_back(
 async def test_redis_lost_mid_sale_is_rebuilt_from_mongodb(
     services: Services, engine: ReservationEngine, persister: ChangeLogPersister
 ) -> None:
-    product = await make_product(total_stock=10, max_per_customer=5)
+    product = await make_product(engine.database, total_stock=10, max_per_customer=5)
     sold = await engine.reserve(ANN, product, 3)
     await engine.checkout(sold.id, ANN)
     held = await engine.reserve(BOB, product, 2)
@@ -415,7 +418,7 @@ async def test_counters_of_cold_products_load_them_in_one_read_of_each_collectio
 ) -> None:
     """A list of products Redis lacks (a fresh or emptied Redis) was loaded one product at
     a time, three reads each: 15 for five products."""
-    products = [await make_product(total_stock=10 + n) for n in range(5)]
+    products = [await make_product(services.database, total_stock=10 + n) for n in range(5)]
     sold = await engine.reserve(ANN, products[0], 2)
     await engine.checkout(sold.id, ANN)
     held = await engine.reserve(BOB, products[1], 3)
@@ -449,7 +452,7 @@ async def test_counters_of_cold_products_load_them_in_one_read_of_each_collectio
 async def test_expiry_after_the_server_was_down(
     services: Services, engine: ReservationEngine, persister: ChangeLogPersister, clock: Clock
 ) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 2)
     await persister.run_once([product])
     clock.advance(3600)  # nothing ran during this hour
@@ -461,7 +464,7 @@ async def test_expiry_after_the_server_was_down(
     )
     assert await restarted.expire_due([product]) == 1
     await persister.run_once([product])
-    stored = await Reservation.get(hold.id.hold_id)
+    stored = await Reservation.get(services.database, hold.id.hold_id)
     assert stored is not None
     assert stored.status is ReservationStatus.EXPIRED
     assert (await audit(engine, [product])).ok
@@ -470,7 +473,7 @@ async def test_expiry_after_the_server_was_down(
 async def test_persister_records_every_state_and_audit_holds(
     engine: ReservationEngine, persister: ChangeLogPersister, clock: Clock
 ) -> None:
-    product = await make_product(total_stock=20)
+    product = await make_product(engine.database, total_stock=20)
     a = await engine.reserve(ANN, product, 2, "a")
     b = await engine.reserve(BOB, product, 3)
     c = await engine.reserve(ObjectId(), product, 1)
@@ -481,7 +484,7 @@ async def test_persister_records_every_state_and_audit_holds(
     await persister.run_once([product])
     await persister.run_once([product])  # idempotent
 
-    statuses = {r.id: r.status for r in await Reservation.find_all().to_list()}
+    statuses = {r.id: r.status for r in await Reservation.find_all(engine.database)}
     assert statuses == {
         a.id.hold_id: ReservationStatus.CANCELLED,
         b.id.hold_id: ReservationStatus.COMPLETED,
@@ -501,12 +504,12 @@ async def test_the_backlog_counts_every_state_mongodb_has_not_recorded(
 ) -> None:
     """A hold reserved and cancelled before the persister ran leaves no units held and no
     ACTIVE record, and no record at all: only the backlog says MongoDB is behind."""
-    product = await make_product()
+    product = await make_product(services.database)
     assert await persister.backlog([product]) == 0  # no log yet
     hold = await engine.reserve(ANN, product, 1)
     await engine.cancel(hold.id, ANN)
     assert await counters(engine, product) == StockCounters(10, 0, 0)
-    assert await Reservation.find_all().count() == 0
+    assert await Reservation.count(services.database) == 0
     assert await persister.backlog([product]) == 2  # ACTIVE, then CANCELLED: never read
 
     log = ProductKeys(product).log
@@ -519,7 +522,7 @@ async def test_the_backlog_counts_every_state_mongodb_has_not_recorded(
     monkeypatch.setattr(persister_module, "STALE_PENDING_MS", 0)
     await persister.run_once([product])  # claims it (after 30 s, were it not patched)
     assert await persister.backlog([product]) == 0
-    recorded = await Reservation.get(hold.id.hold_id)
+    recorded = await Reservation.get(services.database, hold.id.hold_id)
     assert recorded is not None
     assert recorded.status is ReservationStatus.CANCELLED
 
@@ -527,7 +530,7 @@ async def test_the_backlog_counts_every_state_mongodb_has_not_recorded(
 async def test_checkout_and_the_persister_keep_the_daily_rollups_exact(
     engine: ReservationEngine, persister: ChangeLogPersister, clock: Clock
 ) -> None:
-    product = await make_product(total_stock=20, price_cents=1_999)
+    product = await make_product(engine.database, total_stock=20, price_cents=1_999)
     recorded_first = await engine.reserve(ANN, product, 2)
     await persister.run_once([product])  # this hold is in MongoDB before its checkout
     await engine.checkout(recorded_first.id, ANN)  # ACTIVE -> COMPLETED in the rollup
@@ -560,11 +563,11 @@ async def test_checkout_and_the_persister_keep_the_daily_rollups_exact(
 async def test_admin_cannot_drop_stock_below_sold_and_held(
     services: Services, engine: ReservationEngine
 ) -> None:
-    product = await make_product(total_stock=10)
+    product = await make_product(engine.database, total_stock=10)
     sold = await engine.reserve(ANN, product, 3)
     await engine.checkout(sold.id, ANN)
     await engine.reserve(BOB, product, 4)
-    catalog = services.catalog.__class__(stock=engine)
+    catalog = CatalogService(engine.database, stock=engine)
     from catalog.errors import StockBelowCommitted
 
     with pytest.raises(StockBelowCommitted) as refused:
@@ -588,7 +591,7 @@ async def test_stock_cannot_drop_below_sold_and_held_while_redis_lacks_the_produ
     """Redis lost its data and has not reloaded the product yet: a drop in total stock is
     still checked against the sale and the hold MongoDB recorded (the reload brings the
     hold back, so a total below them would leave sold + reserved > total)."""
-    product = await make_product(total_stock=10)
+    product = await make_product(engine.database, total_stock=10)
     sold = await engine.reserve(ANN, product, 3)
     await engine.checkout(sold.id, ANN)
     await engine.reserve(BOB, product, 4)
@@ -597,13 +600,13 @@ async def test_stock_cannot_drop_below_sold_and_held_while_redis_lacks_the_produ
     await services.redis.delete(
         keys.stock, keys.holds, keys.expiry, keys.customers, keys.claims, keys.log, keys.sold
     )
-    catalog = services.catalog.__class__(stock=engine)
+    catalog = CatalogService(engine.database, stock=engine)
     from catalog.errors import StockBelowCommitted
 
     with pytest.raises(StockBelowCommitted) as refused:
         await catalog.update(product, {"total_stock": 6})
     assert refused.value.committed == 7
-    stored = await Product.get(product)
+    stored = await Product.get(services.database, product)
     assert stored is not None
     assert stored.total_stock == 10
     assert await counters(engine, product) == StockCounters(10, 3, 4)
@@ -614,7 +617,7 @@ async def test_stock_cannot_drop_below_sold_and_held_while_redis_lacks_the_produ
 async def test_redis_down_refuses_cleanly_and_changes_nothing(
     services: Services, clock: Clock
 ) -> None:
-    product = await make_product()
+    product = await make_product(services.database)
     unreachable = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
     cut_off = ReservationEngine(
         unreachable,
@@ -630,5 +633,5 @@ async def test_redis_down_refuses_cleanly_and_changes_nothing(
     finally:
         await unreachable.aclose()
     assert refused.value.code == "SERVICE_UNAVAILABLE"
-    assert await Reservation.count() == 0
-    assert await Order.count() == 0
+    assert await Reservation.count(services.database) == 0
+    assert await Order.count(services.database) == 0

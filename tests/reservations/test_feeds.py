@@ -18,7 +18,10 @@ from tests.reservations.conftest import make_product
 async def test_the_feed_starts_with_now_then_follows_each_change(
     services: Services, engine: ReservationEngine
 ) -> None:
-    first, second = await make_product(total_stock=10), await make_product(total_stock=4)
+    first, second = (
+        await make_product(engine.database, total_stock=10),
+        await make_product(engine.database, total_stock=4),
+    )
     await engine.ensure_loaded(first)
     await engine.ensure_loaded(second)
     hub = EventHub(services.redis)
@@ -39,7 +42,7 @@ async def test_the_feed_starts_with_now_then_follows_each_change(
 async def test_an_unknown_product_is_bad_input_and_leaves_no_subscription(
     services: Services, engine: ReservationEngine
 ) -> None:
-    known, unknown = await make_product(), ObjectId()
+    known, unknown = await make_product(engine.database), ObjectId()
     hub = EventHub(services.redis)
     try:
         feed = stock_feed(hub, engine.counters, [known, unknown], "productIds")

@@ -171,7 +171,7 @@ async def test_settled_waits_until_every_granted_hold_is_recorded(
     reserved and cancelled within one persister tick leaves no units held and no ACTIVE
     record, only two log entries: settling must wait for them (it did not, and the race
     failed with "granted but never recorded" when its last call was such a cancel)."""
-    product = await make_product()
+    product = await make_product(services.database)
     hold = await engine.reserve(ObjectId(), product, 1)
     await engine.cancel(hold.id, hold.customer_id)
     with pytest.raises(AssertionError, match="2 log entries unrecorded"):
@@ -179,7 +179,7 @@ async def test_settled_waits_until_every_granted_hold_is_recorded(
 
     await persister.run_once([product])
     await settled(services, [product])
-    recorded = await Reservation.get(hold.id.hold_id)
+    recorded = await Reservation.get(services.database, hold.id.hold_id)
     assert recorded is not None
     assert recorded.status is ReservationStatus.CANCELLED
 
@@ -222,8 +222,10 @@ async def test_random_interleavings_keep_every_invariant(
     await settled(services, products)
     report = await audit(services.engine, products)
     assert report.ok, report.problems
-    recorded = {str(r.product_id) + str(r.id): r for r in await Reservation.find_all().to_list()}
-    orders = {str(o.reservation_id): str(o.id) for o in await Order.find_all().to_list()}
+    recorded = {
+        str(r.product_id) + str(r.id): r for r in await Reservation.find_all(services.database)
+    }
+    orders = {str(o.reservation_id): str(o.id) for o in await Order.find_all(services.database)}
     for hold, told in race.told.items():
         assert hold in recorded, f"hold {hold} was granted but never recorded"
         status = recorded[hold].status

@@ -9,13 +9,13 @@ import pytest
 from bson import ObjectId
 from prometheus_client import REGISTRY
 
-from models import Order, Reservation, ReservationStatus
+from models import Order, Reservation, ReservationStatus, ensure_indexes
 from reservations import ReservationEngine, StockCounters
 from reservations.audit import audit
 from reservations.errors import CheckoutInProgress, ReservationExpired
 from reservations.keys import ProductKeys
 from reservations.persister import ChangeLogPersister
-from services import Services, drop_legacy_indexes
+from services import Services
 from tests.reservations.conftest import Clock, make_product
 
 ANN, BOB = ObjectId(), ObjectId()
@@ -31,7 +31,7 @@ async def test_a_late_commit_after_the_hold_was_forgotten_counts_nothing(
     """The persister records a COMPLETED hold and drops it from Redis; a duplicate commit
     arriving after that (a concurrent checkout of the same hold) used to take the "hold
     missing" branch and add to sold again."""
-    product = await make_product(total_stock=3)
+    product = await make_product(engine.database, total_stock=3)
     hold = await engine.reserve(ANN, product, 1)
     sale = await engine.checkout(hold.id, ANN)
     await persister.run_once([product])
@@ -50,7 +50,7 @@ async def test_concurrent_checkouts_with_the_persister_running_sell_each_hold_on
 ) -> None:
     """20 customers each send 5 checkouts of their hold at once while the persister keeps
     recording and forgetting ended holds."""
-    product = await make_product(total_stock=20, max_per_customer=1)
+    product = await make_product(engine.database, total_stock=20, max_per_customer=1)
     customers = [ObjectId() for _ in range(20)]
     holds = [await engine.reserve(customer, product, 1) for customer in customers]
     stop = asyncio.Event()
@@ -76,7 +76,7 @@ async def test_concurrent_checkouts_with_the_persister_running_sell_each_hold_on
     assert all(isinstance(r, CheckoutInProgress) for r in unexpected), unexpected
     orders = {r.hold.id: r.order_id for r in results if not isinstance(r, BaseException)}
     assert set(orders) == {hold.id for hold in holds}  # each bought, by one order
-    assert await Order.count() == 20
+    assert await Order.count(engine.database) == 20
     assert await counters(engine, product) == StockCounters(20, 20, 0)
     report = await audit(engine, [product])
     assert report.ok, report.problems
@@ -87,7 +87,7 @@ async def test_a_second_checkout_cannot_undo_the_first_ones_claim(
 ) -> None:
     """A duplicate checkout that fails must not put back a hold another checkout claimed:
     the hold could then be cancelled or expire while the first one sells it."""
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 1)
     assert (await engine.store.claim(hold.id, clock.now, ANN, "first")).kind == "OK"
     with pytest.raises(CheckoutInProgress):
@@ -105,15 +105,18 @@ async def test_a_key_reused_on_another_product_is_a_distinct_hold_and_both_are_r
 ) -> None:
     """The key is the customer's per product: reusing it on product B made the persister's
     batch fail on a unique index, and nobody's holds of B were recorded."""
-    product_a, product_b = await make_product(), await make_product(total_stock=30)
-    await drop_legacy_indexes(engine.database)
+    product_a, product_b = (
+        await make_product(engine.database),
+        await make_product(engine.database, total_stock=30),
+    )
+    await ensure_indexes(engine.database)
     on_a = await engine.reserve(ANN, product_a, 1, "same-key")
     on_b = await engine.reserve(ANN, product_b, 1, "same-key")
     others = [await engine.reserve(ObjectId(), product_b, 1, "same-key") for _ in range(20)]
     assert on_a.id != on_b.id
     await persister.run_once([product_a, product_b])
 
-    recorded = {r.id for r in await Reservation.find_all().to_list()}
+    recorded = {r.id for r in await Reservation.find_all(services.database)}
     assert recorded == {hold.id.hold_id for hold in [on_a, on_b, *others]}
     sale = await engine.checkout(on_b.id, ANN)
     assert sale.hold.id == on_b.id
@@ -125,27 +128,27 @@ async def test_a_key_reused_on_another_product_is_a_distinct_hold_and_both_are_r
 async def test_the_legacy_unique_key_index_is_dropped(
     engine: ReservationEngine, persister: ChangeLogPersister
 ) -> None:
-    reservations = engine.database["reservations"]
+    reservations = Reservation.collection(engine.database)
     await reservations.create_index(
         [("customer_id", 1), ("idempotency_key", 1)],
         unique=True,
         partialFilterExpression={"idempotency_key": {"$type": "string"}},
     )
-    await drop_legacy_indexes(engine.database)
+    await ensure_indexes(engine.database)
     assert "customer_id_1_idempotency_key_1" not in await reservations.index_information()
 
 
 async def test_a_poisoned_change_log_entry_is_skipped_and_counted(
     engine: ReservationEngine, persister: ChangeLogPersister
 ) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     before = await engine.reserve(ANN, product, 1)
     await engine.redis.xadd(ProductKeys(product).log, {"e": "ACTIVE", "r": "not-an-id"})
     after = await engine.reserve(BOB, product, 1)
     poisoned = REGISTRY.get_sample_value("flashsale_persister_poisoned_total") or 0.0
 
     assert await persister.run_once([product]) == 3
-    recorded = {r.id for r in await Reservation.find_all().to_list()}
+    recorded = {r.id for r in await Reservation.find_all(engine.database)}
     assert recorded == {before.id.hold_id, after.id.hold_id}
     assert REGISTRY.get_sample_value("flashsale_persister_poisoned_total") == poisoned + 1
     assert await engine.redis.xlen(ProductKeys(product).log) == 0  # nothing retried forever
@@ -154,7 +157,7 @@ async def test_a_poisoned_change_log_entry_is_skipped_and_counted(
 async def test_cancel_after_the_deadline_is_expired_like_checkout(
     engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await make_product()
+    product = await make_product(engine.database)
     hold = await engine.reserve(ANN, product, 2)
     clock.advance(60.02)  # 20 ms past the deadline, before any expiry tick
     with pytest.raises(ReservationExpired):
@@ -169,7 +172,7 @@ async def test_cancel_after_the_deadline_is_expired_like_checkout(
 
 
 async def test_hold_ids_are_unguessable(engine: ReservationEngine) -> None:
-    product = await make_product(total_stock=100, max_per_customer=100)
+    product = await make_product(engine.database, total_stock=100, max_per_customer=100)
     ids = [int(str((await engine.reserve(ANN, product, 1)).id.hold_id), 16) for _ in range(20)]
     gaps = {b - a for a, b in zip(ids, ids[1:], strict=False)}
     assert len(gaps) == 19  # no counter: each id is unrelated to the one before
@@ -179,7 +182,7 @@ async def test_hold_ids_are_unguessable(engine: ReservationEngine) -> None:
 async def test_order_ids_are_unguessable(engine: ReservationEngine) -> None:
     """Checked out one at a time (an order transaction each) and all at once (one
     transaction for the batch): no order id is another's plus one."""
-    product = await make_product(total_stock=100, max_per_customer=100)
+    product = await make_product(engine.database, total_stock=100, max_per_customer=100)
     alone = [
         await engine.checkout((await engine.reserve(ANN, product, 1)).id, ANN) for _ in range(10)
     ]

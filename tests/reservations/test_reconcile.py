@@ -23,14 +23,15 @@ async def counters(engine: ReservationEngine, product_id: ObjectId) -> StockCoun
     return (await engine.counters([product_id]))[product_id]
 
 
-async def statuses() -> dict[ObjectId, ReservationStatus]:
-    return {ObjectId(r.id): r.status for r in await Reservation.find_all().to_list()}
+async def statuses(engine: ReservationEngine) -> dict[ObjectId, ReservationStatus]:
+    return {r.id: r.status for r in await Reservation.find_all(engine.database)}
 
 
 async def test_reconcile_repairs_each_drift_and_a_dry_run_changes_nothing(
     engine: ReservationEngine, persister: ChangeLogPersister, clock: Clock
 ) -> None:
-    sales, holds = await make_product(total_stock=10), await make_product(total_stock=10)
+    sales = await make_product(engine.database, total_stock=10)
+    holds = await make_product(engine.database, total_stock=10)
     redis, sales_keys = engine.redis, ProductKeys(sales)
     # A sale counted twice in Redis's counter (not in its sold record), and a sale MongoDB
     # recorded that Redis never counted (its commit did not run).
@@ -52,13 +53,13 @@ async def test_reconcile_repairs_each_drift_and_a_dry_run_changes_nothing(
         created_at=to_datetime(clock.now),
         expires_at=to_datetime(clock.now) + timedelta(seconds=60),
     )
-    await persister.record(holds, [forgotten])  # as recorded before Redis lost it
+    await engine.ledger.record_holds(holds, [forgotten])  # as recorded before Redis lost it
     abandoned = await engine.reserve(BOB, holds, 2)
     assert (await engine.store.claim(abandoned.id, clock.now, BOB, "dead")).kind == "OK"
     await persister.run_once([sales, holds])
     clock.advance(ABANDONED_CLAIM_MS / 1000 + 1)
-    reconciler = Reconciler(engine, persister)
-    before = ({p: await counters(engine, p) for p in (sales, holds)}, await statuses())
+    reconciler = Reconciler(engine)
+    before = ({p: await counters(engine, p) for p in (sales, holds)}, await statuses(engine))
     assert not (await audit(engine, [sales, holds])).ok
 
     dry = {
@@ -76,14 +77,17 @@ async def test_reconcile_repairs_each_drift_and_a_dry_run_changes_nothing(
         "1 holds recorded in MongoDB",
         "1 ACTIVE records unknown to Redis recorded as EXPIRED",
     ]
-    assert ({p: await counters(engine, p) for p in (sales, holds)}, await statuses()) == before
+    assert (
+        {p: await counters(engine, p) for p in (sales, holds)},
+        await statuses(engine),
+    ) == before
 
     await reconciler.run([sales, holds])
 
     assert await counters(engine, sales) == StockCounters(10, 3, 0)
-    assert await Order.count() == 2
+    assert await Order.count(engine.database) == 2
     assert await counters(engine, holds) == StockCounters(10, 0, 3)
-    recorded = await statuses()
+    recorded = await statuses(engine)
     assert recorded[unheard.id.hold_id] is ReservationStatus.ACTIVE
     assert recorded[forgotten.id.hold_id] is ReservationStatus.EXPIRED
     assert (await engine.checkout(abandoned.id, BOB)).hold.id == abandoned.id  # back, buyable

@@ -26,7 +26,7 @@ async def test_tickets_are_recorded_once_with_each_step_and_counted_in_the_funne
     recorder = RoomRecorder(services.redis, database, consumer="test")
     start = clock.now
     product = await room_product(
-        clock, start_in_ms=10_000, total_stock=2, room_admission_seconds=30
+        database, clock, start_in_ms=10_000, total_stock=2, room_admission_seconds=30
     )
     ann, bob, cid = ObjectId(), ObjectId(), ObjectId()
     for customer in (ann, bob, cid):
@@ -48,7 +48,8 @@ async def test_tickets_are_recorded_once_with_each_step_and_counted_in_the_funne
     assert await recorder.run_once([product]) == 0  # acknowledged and deleted
     assert await services.redis.xlen(ProductKeys(product).room_log) == 0
     tickets: dict[ObjectId, RoomTicket] = {
-        t.customer_id: t for t in await RoomTicket.find(RoomTicket.product_id == product).to_list()
+        t.customer_id: t
+        for t in await RoomTicket.find_all(services.database, {"product_id": product})
     }
     assert set(tickets) == {ann, bob, cid}
     assert tickets[buyer].reservation_id == hold.id.hold_id

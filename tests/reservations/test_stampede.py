@@ -78,7 +78,7 @@ async def test_two_hundred_checkouts_of_one_product_on_two_processes(
     await settled(services, [product.id])
     report = await audit(services.engine, [product.id])
     assert report.ok, report.problems
-    assert await Order.count() == 200
+    assert await Order.count(services.database) == 200
 
 
 async def test_workers_keep_the_sale_for_api_processes_without_background_tasks(

@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from core.settings import Settings
-from models import ReservationStatus
+from models import Product, ReservationStatus
 from reservations import ReservationEngine, ReservationId
 from reservations.errors import (
     LimitPerCustomer,
@@ -62,7 +62,7 @@ def test_engine_matches_the_model(settings: Settings) -> None:
                 "total_stock": TOTAL,
                 "max_per_customer": LIMIT,
             }
-            run(database["products"].insert_one(product))
+            run(Product.collection(database).insert_one(product))
             self.holds: dict[ReservationId, ModelHold] = {}
             self.sold = 0
             self.bought: dict[ObjectId, int] = {}

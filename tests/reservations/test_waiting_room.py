@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from models import ReservationStatus, WaitingRoomRule
+from models import Database, ReservationStatus, WaitingRoomRule
 from reservations import ReservationEngine, TicketState
 from reservations.errors import NotAdmitted, OutOfStock, ReservationError, WaitingRoomClosed
 from reservations.keys import ProductKeys
@@ -28,13 +28,18 @@ def room(**fields: Any) -> dict[str, Any]:
     return WaitingRoomRule(**rule).model_dump()
 
 
-async def room_product(clock: Clock, *, start_in_ms: int = START_IN_MS, **fields: Any) -> ObjectId:
+async def room_product(
+    database: Database, clock: Clock, *, start_in_ms: int = START_IN_MS, **fields: Any
+) -> ObjectId:
     """A product whose sale starts `start_in_ms` from now, with a waiting room (`room`
     fields given as room_*)."""
     rule = {k.removeprefix("room_"): v for k, v in fields.items() if k.startswith("room_")}
     product = {k: v for k, v in fields.items() if not k.startswith("room_")}
     return await make_product(
-        sale_starts_at=to_datetime(clock.now + start_in_ms), waiting_room=room(**rule), **product
+        database,
+        sale_starts_at=to_datetime(clock.now + start_in_ms),
+        waiting_room=room(**rule),
+        **product,
     )
 
 
@@ -66,7 +71,7 @@ async def step(engine: ReservationEngine, product: ObjectId) -> AdmitStep:
 async def test_joining_twice_keeps_one_ticket_and_its_place(
     services: Services, engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await room_product(clock)
+    product = await room_product(services.database, clock)
     ann, bob = ObjectId(), ObjectId()
     first = await engine.join_waiting_room(ann, product)
     score = await services.redis.zscore(ProductKeys(product).room_queue, str(ann))
@@ -86,10 +91,12 @@ async def test_joining_twice_keeps_one_ticket_and_its_place(
 async def test_joining_is_refused_without_a_room_or_before_it_opens(
     services: Services, engine: ReservationEngine, clock: Clock
 ) -> None:
-    plain = await make_product()
+    plain = await make_product(services.database)
     with pytest.raises(WaitingRoomClosed, match="no waiting room"):
         await engine.join_waiting_room(ObjectId(), plain)
-    later = await room_product(clock, start_in_ms=3_600_000, room_opens_before_seconds=600)
+    later = await room_product(
+        services.database, clock, start_in_ms=3_600_000, room_opens_before_seconds=600
+    )
     with pytest.raises(WaitingRoomClosed, match="opens at"):
         await engine.join_waiting_room(ObjectId(), later)
     for product in (plain, later):
@@ -104,7 +111,7 @@ async def test_places_follow_the_draw_for_early_joiners_then_arrival(
     draws = random.Random(11)
     expected = random.Random(11)
     engine = seeded(services, clock, draws.random)
-    product = await room_product(clock, total_stock=0)
+    product = await room_product(services.database, clock, total_stock=0)
     early = [ObjectId() for _ in range(20)]
     for customer in early:
         await engine.join_waiting_room(customer, product)
@@ -127,7 +134,9 @@ async def test_places_follow_the_draw_for_early_joiners_then_arrival(
 async def test_reserve_needs_an_admission_of_ones_own_and_uses_it_up(
     services: Services, engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await room_product(clock, start_in_ms=0, total_stock=2, max_per_customer=2)
+    product = await room_product(
+        services.database, clock, start_in_ms=0, total_stock=2, max_per_customer=2
+    )
     shoppers = [ObjectId() for _ in range(5)]
     for customer in shoppers:
         await engine.join_waiting_room(customer, product)
@@ -160,7 +169,9 @@ async def test_reserve_needs_an_admission_of_ones_own_and_uses_it_up(
 async def test_a_refused_reserve_keeps_the_admission(
     engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await room_product(clock, start_in_ms=0, total_stock=1, max_per_customer=5)
+    product = await room_product(
+        engine.database, clock, start_in_ms=0, total_stock=1, max_per_customer=5
+    )
     ann = ObjectId()
     await engine.join_waiting_room(ann, product)
     await step(engine, product)
@@ -173,7 +184,9 @@ async def test_a_refused_reserve_keeps_the_admission(
 async def test_a_lapsed_admission_ends_and_rejoining_goes_to_the_back(
     services: Services, engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await room_product(clock, start_in_ms=0, total_stock=1, room_admission_seconds=30)
+    product = await room_product(
+        services.database, clock, start_in_ms=0, total_stock=1, room_admission_seconds=30
+    )
     ann, bob, cid = ObjectId(), ObjectId(), ObjectId()
     for customer in (ann, bob, cid):
         await engine.join_waiting_room(customer, product)
@@ -195,7 +208,7 @@ async def test_a_lapsed_admission_ends_and_rejoining_goes_to_the_back(
 async def test_sold_out_for_good_is_told_to_everyone_waiting(
     engine: ReservationEngine, clock: Clock
 ) -> None:
-    product = await room_product(clock, start_in_ms=0, total_stock=1)
+    product = await room_product(engine.database, clock, start_in_ms=0, total_stock=1)
     ann, bob = ObjectId(), ObjectId()
     for customer in (ann, bob):
         await engine.join_waiting_room(customer, product)
@@ -216,6 +229,7 @@ async def test_admissions_never_outnumber_available_times_oversubscription(
     admitted and not yet reserved are at most floor(available x 1.5), and every step admits
     as many as the rule allows (or everyone waiting)."""
     product = await room_product(
+        engine.database,
         clock,
         start_in_ms=0,
         total_stock=20,
@@ -341,7 +355,7 @@ async def test_places_drawn_before_the_start_are_uniform_across_seeds(
     orders = []
     for seed in range(RUNS):
         engine = seeded(services, clock, random.Random(seed).random)
-        product = await room_product(clock, total_stock=0)
+        product = await room_product(services.database, clock, total_stock=0)
         joined = [ObjectId() for _ in range(SIZE)]
         for customer in joined:
             await engine.join_waiting_room(customer, product)

@@ -46,7 +46,7 @@ def two_servers(servers: dict[str, str], services: Services) -> Iterator[list[Se
 
 async def shoppers(services: Services, count: int) -> dict[str, str]:
     """`count` real customers (inserted at once), customer id -> token."""
-    result = await User.get_pymongo_collection().insert_many(
+    result = await User.collection(services.database).insert_many(
         [
             {"email": f"{ObjectId()}@test.example", "password_hash": "-", "role": "CUSTOMER"}
             for _ in range(count)
@@ -230,8 +230,8 @@ async def test_two_thousand_shoppers_wait_their_turn_for_a_hundred_units(
     assert (counters.sold, counters.reserved) == (UNITS, 0)
     report = await audit(services.engine, [product.id])
     assert report.ok, report.problems
-    buyers = await Order.get_pymongo_collection().distinct("customer_id")
-    assert len(buyers) == await Order.count() == UNITS
+    buyers = await Order.collection(services.database).distinct("customer_id")
+    assert len(buyers) == await Order.count(services.database) == UNITS
 
     # The servers' room recorders kept every ticket in MongoDB: the funnel adds up.
     funnel: RoomFunnel | None = None

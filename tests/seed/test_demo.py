@@ -5,22 +5,23 @@ from collections import Counter
 from bson import ObjectId
 
 from models import Order, Product, Reservation, ReservationStatus, User
+from models.stored import Database
 from seed.demo import CUSTOMERS, DEMO_PRODUCTS, PAST_SALES, seed
 from services import Services
 
 
-async def _counts() -> dict[str, int]:
+async def _counts(database: Database) -> dict[str, int]:
     return {
-        "users": await User.count(),
-        "products": await Product.count(),
-        "reservations": await Reservation.count(),
-        "orders": await Order.count(),
+        "users": await User.count(database),
+        "products": await Product.count(database),
+        "reservations": await Reservation.count(database),
+        "orders": await Order.count(database),
     }
 
 
 async def test_demo_seed_twice_adds_nothing_the_second_time(services: Services) -> None:
     first = await seed(services)
-    after_first = await _counts()
+    after_first = await _counts(services.database)
     second = await seed(services)
 
     assert (first.admin_created, first.customers_created, first.products_created) == (
@@ -30,7 +31,7 @@ async def test_demo_seed_twice_adds_nothing_the_second_time(services: Services) 
     )
     assert (second.admin_created, second.customers_created, second.products_created) == (0, 0, 0)
     assert (
-        await _counts()
+        await _counts(services.database)
         == after_first
         == {
             "users": 1 + len(CUSTOMERS),
@@ -39,19 +40,19 @@ async def test_demo_seed_twice_adds_nothing_the_second_time(services: Services) 
             "orders": 0,
         }
     )
-    phone = await Product.find_one(Product.name == "Nimbus X phone")
+    phone = await Product.find_one(services.database, {"name": "Nimbus X phone"})
     assert phone is not None
     assert (phone.total_stock, phone.sold) == (10, 0)
 
 
 async def test_history_is_consistent_and_idempotent(services: Services) -> None:
     await seed(services, orders=400)
-    counts = await _counts()
+    counts = await _counts(services.database)
     await seed(services, orders=400)
-    assert await _counts() == counts
+    assert await _counts(services.database) == counts
 
-    orders = await Order.find_all().to_list()
-    reservations = {r.id: r for r in await Reservation.find_all().to_list()}
+    orders = await Order.find_all(services.database)
+    reservations = {r.id: r for r in await Reservation.find_all(services.database)}
     assert len(orders) == 400
     assert len(reservations) == 400 * 7 // 4
     statuses = Counter(r.status for r in reservations.values())
@@ -71,7 +72,9 @@ async def test_history_is_consistent_and_idempotent(services: Services) -> None:
     units: Counter[ObjectId] = Counter()
     for order in orders:
         units[order.product_id] += order.quantity
-    past = await Product.find({"name": {"$in": [name for name, _ in PAST_SALES]}}).to_list()
+    past = await Product.find_all(
+        services.database, {"name": {"$in": [name for name, _ in PAST_SALES]}}
+    )
     assert len(past) == len(PAST_SALES)
     for product in past:  # sold is exactly what the orders add up to, never over stock
         assert product.id is not None
@@ -82,6 +85,6 @@ async def test_history_is_consistent_and_idempotent(services: Services) -> None:
 async def test_history_leaves_the_live_demo_stock_alone(services: Services) -> None:
     await seed(services, orders=50)
     for name, _, _, stock, _ in DEMO_PRODUCTS:
-        product = await Product.find_one(Product.name == name)
+        product = await Product.find_one(services.database, {"name": name})
         assert product is not None
         assert (product.total_stock, product.sold) == (stock, 0)
