@@ -8,6 +8,7 @@ from core.errors import DomainError
 class CatalogErrorCode(StrEnum):
     PRODUCT_NOT_FOUND = "PRODUCT_NOT_FOUND"
     STOCK_BELOW_COMMITTED = "STOCK_BELOW_COMMITTED"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
 
 
 class CatalogError(DomainError):
@@ -31,3 +32,13 @@ class StockBelowCommitted(CatalogError):
         )
         self.requested = requested
         self.committed = committed
+
+
+class AdminKeyReused(CatalogError):
+    def __init__(self, operation: str) -> None:
+        super().__init__(
+            CatalogErrorCode.IDEMPOTENCY_KEY_REUSED,
+            f"this idempotency key was used for another {operation}; use a new key for a "
+            "different request",
+            "idempotencyKey",
+        )

@@ -5,6 +5,8 @@ lose an update or push total stock below what is already sold.
 """
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -13,15 +15,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NoReturn, Protocol
 
+import pymongo
 from bson import ObjectId
 from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from catalog import validation as rules
-from catalog.errors import ProductNotFound, StockBelowCommitted
+from catalog.errors import AdminKeyReused, ProductNotFound, StockBelowCommitted
 from catalog.validation import ProductDraft
 from core.errors import InvalidInput
-from models import Product
+from models import AdminRequest, Product
 from models.common import utcnow
 from reservations import ServiceUnavailable
 
@@ -30,6 +35,9 @@ logger = logging.getLogger("flashsale.catalog")
 PAGE_MAX = 100
 PRODUCT_CACHE_SECONDS = 1.0
 PRODUCT_CACHE_SIZE = 10_000
+IDEMPOTENCY_KEY_MAX = 128
+# An admin write with an idempotency key: its transaction, retries included.
+ADMIN_WRITE_TIMEOUT_SECONDS = 5.0
 
 # Patchable field -> (its public name in errors, document field, validator, nullable).
 # Validators raise InvalidInput naming the public field.
@@ -114,9 +122,12 @@ class CatalogService:
         self._cache: dict[ObjectId, tuple[float, Product]] = {}
         self._reading: dict[ObjectId, asyncio.Future[Product | None]] = {}
 
-    async def create(self, draft: ProductDraft) -> Product:
+    async def create(self, draft: ProductDraft, idempotency_key: str | None = None) -> Product:
         """Insert the product, then announce it (best effort: the product stands either way,
-        and a storefront that missed the news lists it at its next load)."""
+        and a storefront that missed the news lists it at its next load). With an
+        idempotency key the key is recorded with the product, in one transaction: a retry
+        (its first answer lost) returns that product and inserts nothing; the key with
+        another product's input is AdminKeyReused."""
         product = Product(
             name=draft.name,
             description=draft.description,
@@ -128,10 +139,49 @@ class CatalogService:
             sale_ends_at=draft.sale_ends_at,
             waiting_room=draft.waiting_room,
         )
-        await product.insert(self._database)
+        if idempotency_key is None:
+            await product.insert(self._database)
+        else:
+            request = _request("createProduct", idempotency_key, product.id, _draft_digest(draft))
+            products = self._products
+
+            async def insert(session: AsyncClientSession) -> None:
+                await products.insert_one(product.to_mongo(), session=session)
+
+            done = await self._once(request, insert)
+            if done is not None:
+                found = await Product.get(self._database, done.product_id)
+                assert found is not None  # written in the request's transaction
+                return found
         if self.announce is not None:
             await self.announce(product.id)
         return product
+
+    async def _once(
+        self, request: AdminRequest, write: Callable[[AsyncClientSession], Awaitable[object]]
+    ) -> AdminRequest | None:
+        """Make `write` and record `request` in one transaction (retried on transient
+        errors, within ADMIN_WRITE_TIMEOUT_SECONDS). Returns None when this call wrote, or
+        the request as first recorded when an earlier call with its key did (the write is
+        not made again); AdminKeyReused when that was another request."""
+        requests = AdminRequest.collection(self._database)
+
+        async def transaction(session: AsyncClientSession) -> None:
+            await requests.insert_one(request.to_mongo(), session=session)
+            await write(session)
+
+        try:
+            with pymongo.timeout(ADMIN_WRITE_TIMEOUT_SECONDS):
+                async with self._database.client.start_session() as session:
+                    await session.with_transaction(transaction)
+            return None
+        except DuplicateKeyError:
+            first = await AdminRequest.find_one(self._database, {"_id": request.id})
+            if first is None:  # the duplicate was another index's
+                raise
+            if first.fingerprint != request.fingerprint:
+                raise AdminKeyReused(request.id.split(":", 1)[0]) from None
+            return first
 
     async def get(self, product_id: ObjectId) -> Product | None:
         """The product, from a cache of at most PRODUCT_CACHE_SECONDS (stock counters are
@@ -263,14 +313,45 @@ class CatalogService:
                     document["_id"],
                 )
 
-    async def restock(self, product_id: ObjectId, quantity: int) -> Product:
-        """Atomically add `quantity` units to the total stock."""
+    async def restock(
+        self, product_id: ObjectId, quantity: int, idempotency_key: str | None = None
+    ) -> Product:
+        """Atomically add `quantity` units to the total stock. With an idempotency key, a
+        retry (its first answer lost) adds nothing again and answers the product as it is;
+        the key with another product or quantity is AdminKeyReused."""
         rules.check_range("quantity", quantity, 1, rules.STOCK_MAX)
-        document = await self._products.find_one_and_update(
-            {"_id": product_id, "total_stock": {"$lte": rules.STOCK_MAX - quantity}},
-            {"$inc": {"total_stock": quantity, "version": 1}, "$set": {"updated_at": utcnow()}},
-            return_document=ReturnDocument.AFTER,
-        )
+        match = {"_id": product_id, "total_stock": {"$lte": rules.STOCK_MAX - quantity}}
+        change = {
+            "$inc": {"total_stock": quantity, "version": 1},
+            "$set": {"updated_at": utcnow()},
+        }
+        document: dict[str, Any] | None = None
+        if idempotency_key is None:
+            document = await self._products.find_one_and_update(
+                match, change, return_document=ReturnDocument.AFTER
+            )
+        else:
+            products = self._products
+            request = _request("restock", idempotency_key, product_id, f"{product_id}:{quantity}")
+
+            async def add(session: AsyncClientSession) -> None:
+                nonlocal document
+                document = await products.find_one_and_update(
+                    match, change, return_document=ReturnDocument.AFTER, session=session
+                )
+                if document is None:
+                    raise _Refused  # aborts: the key stays unused
+
+            try:
+                done = await self._once(request, add)
+            except _Refused:
+                document = None
+            else:
+                if done is not None:
+                    found = await Product.get(self._database, product_id)
+                    if found is None:
+                        raise ProductNotFound(product_id)
+                    return found
         if document is None:
             if await Product.get(self._database, product_id) is None:
                 raise ProductNotFound(product_id)
@@ -302,3 +383,32 @@ class CatalogService:
 
 def price_of(product: Product) -> Decimal:
     return rules.cents_to_price(product.price_cents)
+
+
+class _Refused(Exception):
+    """A conditional write matched nothing: its transaction is aborted."""
+
+
+def _request(operation: str, key: str, product_id: ObjectId, asked: str) -> AdminRequest:
+    """The record of `operation` made with `key` on `product_id`; `asked` says what was
+    asked, so that the key with another request is told apart."""
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX:
+        raise InvalidInput("idempotencyKey", f"must be 1 to {IDEMPOTENCY_KEY_MAX} characters long")
+    digest = hashlib.sha256(asked.encode()).hexdigest()
+    return AdminRequest(id=f"{operation}:{key}", product_id=product_id, fingerprint=digest)
+
+
+def _draft_digest(draft: ProductDraft) -> str:
+    """The product asked for, as a canonical string."""
+    fields = {
+        "name": draft.name,
+        "description": draft.description,
+        "price_cents": draft.price_cents,
+        "total_stock": draft.total_stock,
+        "max_per_customer": draft.max_per_customer,
+        "hold_seconds": draft.hold_seconds,
+        "sale_starts_at": draft.sale_starts_at.isoformat() if draft.sale_starts_at else None,
+        "sale_ends_at": draft.sale_ends_at.isoformat() if draft.sale_ends_at else None,
+        "waiting_room": draft.waiting_room.model_dump() if draft.waiting_room else None,
+    }
+    return json.dumps(fields, sort_keys=True)

@@ -1,6 +1,7 @@
 """The documents of the system of record in MongoDB: each declares its collection and its
 indexes once, and is reached on the database its caller was handed (`Stored.collection`)."""
 
+from models.admin_request import AdminRequest
 from models.indexes import DOCUMENT_MODELS, LEGACY_INDEXES, ensure_indexes
 from models.order import Order
 from models.product import Product, WaitingRoomRule
@@ -11,6 +12,7 @@ from models.stored import Database, Stored
 from models.user import Role, User
 
 __all__ = [
+    "AdminRequest",
     "DOCUMENT_MODELS",
     "LEGACY_INDEXES",
     "DailyFunnel",

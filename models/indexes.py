@@ -5,6 +5,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from models.admin_request import AdminRequest
 from models.order import Order
 from models.product import Product
 from models.reservation import Reservation
@@ -21,6 +22,7 @@ DOCUMENT_MODELS: list[type[Stored]] = [
     DailySales,
     DailyFunnel,
     RoomTicket,
+    AdminRequest,
 ]
 
 # Indexes earlier versions declared that must not stay: dropped at start-up where they exist.

@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
@@ -25,6 +25,13 @@ def _given(update: ProductUpdateInput) -> dict[str, Any]:
     return given
 
 
+KEY = (
+    "1 to 128 characters, new for each change you mean: a retry with it (say after "
+    "SERVICE_UNAVAILABLE, when the first answer was lost) returns the first outcome and "
+    "changes nothing again; with another request it is IDEMPOTENCY_KEY_REUSED."
+)
+
+
 @strawberry.type
 class CatalogMutations:
     @strawberry.mutation(
@@ -33,7 +40,10 @@ class CatalogMutations:
         description="Admin: add a product.",
     )
     async def create_product(
-        self, info: Info[Context, None], input: ProductInput
+        self,
+        info: Info[Context, None],
+        input: ProductInput,
+        idempotency_key: Annotated[str | None, strawberry.argument(description=KEY)] = None,
     ) -> ProductPayload:
         draft = ProductDraft.parse(
             name=input.name,
@@ -46,7 +56,7 @@ class CatalogMutations:
             sale_ends_at=input.sale_ends_at,
             waiting_room=input.waiting_room.to_rule() if input.waiting_room else None,
         )
-        product = await info.context.services.catalog.create(draft)
+        product = await info.context.services.catalog.create(draft, idempotency_key)
         return ProductPayload(product=(await with_counters(info, [product]))[0])
 
     @strawberry.mutation(
@@ -67,8 +77,12 @@ class CatalogMutations:
         description="Admin: add units to stock.",
     )
     async def restock(
-        self, info: Info[Context, None], id: strawberry.ID, quantity: int
+        self,
+        info: Info[Context, None],
+        id: strawberry.ID,
+        quantity: int,
+        idempotency_key: Annotated[str | None, strawberry.argument(description=KEY)] = None,
     ) -> ProductPayload:
         product_id = parse_id(id)
-        product = await info.context.services.catalog.restock(product_id, quantity)
+        product = await info.context.services.catalog.restock(product_id, quantity, idempotency_key)
         return ProductPayload(product=(await with_counters(info, [product]))[0])

@@ -361,3 +361,82 @@ async def test_update_refuses_null_for_required_fields(
 async def test_the_shop_names_its_currency_to_anyone(gql: GraphQL) -> None:
     body = await gql("{ shop { currency } }")
     assert body["data"] == {"shop": {"currency": "USD"}}  # the CURRENCY default
+
+
+KEYED_CREATE = f"""
+mutation Create($input: ProductInput!, $k: String) {{
+  createProduct(input: $input, idempotencyKey: $k) {{
+    product {{ {PRODUCT_FIELDS} }} errors {{ code field }} }}
+}}"""
+KEYED_RESTOCK = """
+mutation Restock($id: ID!, $quantity: Int!, $k: String) {
+  restock(id: $id, quantity: $quantity, idempotencyKey: $k) {
+    product { totalStock available } errors { code field } }
+}"""
+
+
+async def test_a_create_retried_with_its_key_makes_one_product(
+    gql: GraphQL, admin_token: str, database: Database
+) -> None:
+    """An admin whose createProduct answer was lost (SERVICE_UNAVAILABLE after the write
+    landed, a dropped connection) retries with the same key: the first product is the
+    answer and no second one is made, also when the retries race. The key with another
+    product's input is refused, and changes nothing."""
+    first = await gql(KEYED_CREATE, {"input": PHONE, "k": "create-1"}, token=admin_token)
+    made = first["data"]["createProduct"]["product"]
+    retries = await asyncio.gather(
+        *(gql(KEYED_CREATE, {"input": PHONE, "k": "create-1"}, token=admin_token) for _ in range(5))
+    )
+    assert {r["data"]["createProduct"]["product"]["id"] for r in retries} == {made["id"]}
+    assert await Product.count(database) == 1
+
+    other = await gql(
+        KEYED_CREATE, {"input": {**PHONE, "totalStock": 11}, "k": "create-1"}, token=admin_token
+    )
+    assert other["data"]["createProduct"] == {
+        "product": None,
+        "errors": [{"code": "IDEMPOTENCY_KEY_REUSED", "field": "idempotencyKey"}],
+    }
+    fresh = await gql(KEYED_CREATE, {"input": PHONE, "k": "create-2"}, token=admin_token)
+    assert fresh["data"]["createProduct"]["product"]["id"] != made["id"]
+    assert await Product.count(database) == 2
+
+
+async def test_a_restock_retried_with_its_key_adds_the_units_once(
+    gql: GraphQL, admin_token: str, database: Database
+) -> None:
+    """Retries of one keyed restock (also at once) add its units once and answer the stock
+    as it is; the key with another quantity or product is refused; a refused restock (over
+    the maximum) leaves its key unused."""
+    product = await _create(gql, admin_token)
+    restock = {"id": product["id"], "quantity": 5, "k": "restock-1"}
+    answers = await asyncio.gather(
+        *(gql(KEYED_RESTOCK, restock, token=admin_token) for _ in range(6))
+    )
+    assert {a["data"]["restock"]["product"]["totalStock"] for a in answers} == {15}
+    stored = await Product.get(database, ObjectId(product["id"]))
+    assert stored is not None
+    assert stored.total_stock == 15
+
+    for changed in ({"quantity": 6}, {"id": (await _create(gql, admin_token))["id"]}):
+        refused = await gql(KEYED_RESTOCK, {**restock, **changed}, token=admin_token)
+        assert refused["data"]["restock"]["errors"] == [
+            {"code": "IDEMPOTENCY_KEY_REUSED", "field": "idempotencyKey"}
+        ]
+    too_many = {"id": product["id"], "quantity": 1_000_000_000, "k": "restock-2"}
+    assert error_codes_of(await gql(KEYED_RESTOCK, too_many, token=admin_token)) == [
+        "BAD_USER_INPUT"
+    ]
+    later = await gql(KEYED_RESTOCK, {**too_many, "quantity": 1}, token=admin_token)
+    assert later["data"]["restock"]["product"]["totalStock"] == 16
+    stored = await Product.get(database, ObjectId(product["id"]))
+    assert stored is not None
+    assert stored.total_stock == 16
+
+
+def error_codes_of(body: dict[str, Any]) -> list[str]:
+    """The codes of a payload's errors, or of the top-level ones."""
+    payload = (body.get("data") or {}).get("restock")
+    if payload and payload["errors"]:
+        return [e["code"] for e in payload["errors"]]
+    return error_codes(body)

@@ -2,7 +2,7 @@
 import { currentUser, mountAuth } from "./auth.js";
 import { $, clearMessage, liveCounters, say } from "./page.js";
 import { bars, columns } from "./charts.js";
-import { Live, describe, el, formatMoney, formatTime, gql, settled, useCurrency } from "./graphql.js";
+import { Live, describe, el, formatMoney, formatTime, gql, randomKey, settled, useCurrency } from "./graphql.js";
 
 const PRODUCT = "id name price totalStock available reserved sold waitingRoom { admissionSeconds oversubscription }";
 const PAGE = 50;
@@ -183,14 +183,31 @@ async function loadProducts(after = null) {
   $("more-products").hidden = !data.products.pageInfo.hasNextPage;
 }
 
+// One idempotency key per change the admin means: trying the same change again (after an
+// error, or an answer that never came) sends the same key, so the server makes it once;
+// any other change, or the same one after it succeeded, gets a new key.
+const pendingKeys = new Map();
+
+function keyFor(action, request) {
+  const what = JSON.stringify(request);
+  const pending = pendingKeys.get(action);
+  if (pending && pending.what === what) return pending.key;
+  const key = randomKey();
+  pendingKeys.set(action, { what, key });
+  return key;
+}
+
 async function restockProduct(id, amount) {
   if (!amount.reportValidity()) return;
+  const q = Number(amount.value);
+  const action = `restock:${id}`;
   try {
     const data = await gql(
-      `mutation Restock($id: ID!, $q: Int!) { restock(id: $id, quantity: $q) { product { ${PRODUCT} } errors { code message field } } }`,
-      { id, q: Number(amount.value) },
+      `mutation Restock($id: ID!, $q: Int!, $k: String) { restock(id: $id, quantity: $q, idempotencyKey: $k) { product { ${PRODUCT} } errors { code message field } } }`,
+      { id, q, k: keyFor(action, q) },
     );
     const { product } = settled(data.restock);
+    pendingKeys.delete(action);
     Object.assign(state.products.get(id), product);
     paint(state.products.get(id));
     say(`${product.name}: ${amount.value} more units, ${product.available} available now.`, "success");
@@ -232,10 +249,11 @@ async function createProduct(event) {
   };
   try {
     const data = await gql(
-      `mutation Create($input: ProductInput!) { createProduct(input: $input) { product { ${PRODUCT} } errors { code message field } } }`,
-      { input },
+      `mutation Create($input: ProductInput!, $k: String) { createProduct(input: $input, idempotencyKey: $k) { product { ${PRODUCT} } errors { code message field } } }`,
+      { input, k: keyFor("create", input) },
     );
     const { product } = settled(data.createProduct);
+    pendingKeys.delete("create");
     showProducts([product], { append: true, first: true });
     const room = product.waitingRoom
       ? `, behind a waiting room (turns of ${product.waitingRoom.admissionSeconds} s, ${product.waitingRoom.oversubscription} admitted per unit free)`
