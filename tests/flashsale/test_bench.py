@@ -55,7 +55,6 @@ def test_a_tiny_run_sells_exactly_the_stock_and_prints_the_table(tmp_path: Path)
     assert out.rstrip().endswith("invariants: OK in every run")
 
 
-@pytest.mark.slow
 def test_the_waiting_room_stampede_sells_the_units_with_and_without_the_room(
     tmp_path: Path,
 ) -> None:
