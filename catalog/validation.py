@@ -1,5 +1,6 @@
 """Rules for product fields. Pure functions: they raise InvalidInput naming the field."""
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,13 +43,23 @@ def check_name(name: str) -> str:
         raise InvalidInput("name", "must not be empty")
     if len(name) > NAME_MAX:
         raise InvalidInput("name", f"must be at most {NAME_MAX} characters")
+    if _controls(name):
+        raise InvalidInput("name", "must not contain control characters (NUL, newline, tab, ...)")
     return name
 
 
 def check_description(description: str) -> str:
     if len(description) > DESCRIPTION_MAX:
         raise InvalidInput("description", f"must be at most {DESCRIPTION_MAX} characters")
+    if _controls(description, allowed="\n\t"):
+        raise InvalidInput("description", "must not contain control characters but newline and tab")
     return description.strip()
+
+
+def _controls(text: str, allowed: str = "") -> bool:
+    """Whether `text` holds a control character (Unicode Cc: NUL, DEL, the C1 range...)
+    other than those `allowed`: invisible on a page and mangled by terminals and logs."""
+    return any(unicodedata.category(c) == "Cc" and c not in allowed for c in text)
 
 
 def check_range(field: str, value: int, low: int, high: int) -> int:
